@@ -1,0 +1,1 @@
+"""Broadcast channel backends: one module per technology, one shared engine."""

@@ -1,0 +1,153 @@
+"""The per-process multiplexer: one upstream feed per topic, shared by local subscriptions."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Generic, Protocol, TypeVar
+
+from ..exceptions import BroadcastChannelError
+from ._inbox import Inbox, Latch
+
+T = TypeVar("T")
+
+
+class Upstream(Protocol):
+    """The link from a hub to the message source (a Redis connection, or nothing).
+
+    ``listen``, ``confirmation`` and ``unlisten`` are called with the hub's lock held,
+    in the order the topic's first subscriber joins and its last one leaves; they
+    must not block on a round trip to the source.
+    """
+
+    def listen(self, topic: str) -> Latch:
+        """Start receiving ``topic``; the latch is set once the source confirms."""
+        ...
+
+    def confirmation(self, topic: str) -> Latch:
+        """Return the current confirmation latch of a topic already listened to."""
+        ...
+
+    def unlisten(self, topic: str) -> None:
+        """Stop receiving ``topic``."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and threads. Called once, by ``Hub.close()``."""
+        ...
+
+
+class Hub(Generic[T]):
+    """Routes items from one upstream to the inboxes of local subscriptions, by topic.
+
+    Thread-safe. ``dispatch`` reads an immutable snapshot and takes no lock, so a
+    reader thread never waits on subscribers joining or leaving. A hub belongs to the
+    process that created it: in a forked child every method is a no-op, so the child
+    never writes to a socket it shares with its parent.
+    """
+
+    def __init__(self, upstream_factory: Callable[[Hub[T]], Upstream]) -> None:
+        self.pid = os.getpid()
+        self.closed = False
+        self._lock = threading.Lock()
+        self._routes: dict[str, tuple[Inbox[T], ...]] = {}
+        self._orphans: deque[Inbox[T]] = deque()
+        self.upstream = upstream_factory(self)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._lock:
+            self._release_orphans()
+            yield
+            self._release_orphans()
+
+    def _release_orphans(self) -> None:
+        while self._orphans:
+            self._remove(self._orphans.popleft())
+
+    def _remove(self, inbox: Inbox[T]) -> None:
+        inboxes = self._routes.get(inbox.topic, ())
+        if inbox not in inboxes:
+            return
+        remaining = tuple(other for other in inboxes if other is not inbox)
+        if remaining:
+            self._routes[inbox.topic] = remaining
+        else:
+            del self._routes[inbox.topic]
+            self.upstream.unlisten(inbox.topic)
+
+    def join(self, inbox: Inbox[T]) -> Latch:
+        """Route the inbox's topic to it; return the latch of the upstream confirmation.
+
+        Raises:
+            BroadcastChannelError: the hub is closed.
+        """
+        with self._locked():
+            if self.closed:
+                raise BroadcastChannelError("The broadcast channel is closed.")
+            inboxes = self._routes.get(inbox.topic)
+            if inboxes is None:
+                latch = self.upstream.listen(inbox.topic)
+                self._routes[inbox.topic] = (inbox,)
+            else:
+                latch = self.upstream.confirmation(inbox.topic)
+                self._routes[inbox.topic] = (*inboxes, inbox)
+        return latch
+
+    def leave(self, inbox: Inbox[T]) -> None:
+        """Stop routing to ``inbox``; unlisten its topic if it was the last one."""
+        if os.getpid() != self.pid:
+            return
+        with self._locked():
+            self._remove(inbox)
+
+    def release(self, inbox: Inbox[T]) -> None:
+        """``leave()`` for garbage collection: never blocks, and may run in any thread.
+
+        If the lock is busy (possibly held by the very thread the collector interrupted),
+        the leave is done by the next caller that takes it.
+        """
+        if os.getpid() != self.pid:
+            return
+        inbox.close()
+        self._orphans.append(inbox)
+        if self._lock.acquire(blocking=False):
+            try:
+                self._release_orphans()
+            finally:
+                self._lock.release()
+
+    def dispatch(self, topic: str, item: T) -> None:
+        """Deliver ``item`` to every inbox of ``topic``. Never blocks."""
+        for inbox in self._routes.get(topic, ()):
+            inbox.put(item)
+
+    def inboxes(self, topic: str) -> tuple[Inbox[T], ...]:
+        return self._routes.get(topic, ())
+
+    def topics(self) -> list[str]:
+        """The topics that have local subscribers now."""
+        return list(self._routes)
+
+    def mark_gap(self, topics: Iterable[str]) -> None:
+        """Tell the subscriptions of ``topics`` that messages may have been missed."""
+        for topic in topics:
+            for inbox in self._routes.get(topic, ()):
+                inbox.mark_gap()
+
+    def close(self) -> None:
+        """Close every inbox and the upstream. Idempotent."""
+        if os.getpid() != self.pid:
+            return
+        with self._locked():
+            if self.closed:
+                return
+            self.closed = True
+            routes, self._routes = self._routes, {}
+        for inboxes in routes.values():
+            for inbox in inboxes:
+                inbox.close()
+        self.upstream.close()

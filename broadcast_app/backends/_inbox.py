@@ -1,0 +1,233 @@
+"""Thread-to-consumer hand-off: the bounded inbox of one subscription, and a latch.
+
+Both are filled from any thread (a backend's reader thread, a publisher) and drained
+by one consumer that is either a blocked thread or an asyncio task on its own loop.
+Filling never blocks on the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from typing import Generic, TypeVar
+
+from ..exceptions import SubscriptionClosedError
+
+logger = logging.getLogger("broadcast_app")
+
+T = TypeVar("T")
+
+#: Seconds between two overflow warnings of the same inbox.
+DROP_LOG_INTERVAL = 10.0
+
+_AsyncWaiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _wake(waiter: _AsyncWaiter) -> None:
+    loop, future = waiter
+    # A closed loop raises RuntimeError: its consumer is gone, nobody needs waking.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_resolve, future)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+class Latch:
+    """A one-shot flag: ``set()`` from any thread; ``wait()`` or ``await wait_async()``."""
+
+    __slots__ = ("_event", "_lock", "_waiters")
+
+    def __init__(self, *, is_set: bool = False) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._waiters: list[_AsyncWaiter] = []
+        if is_set:
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        with self._lock:
+            self._event.set()
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            _wake(waiter)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until set; return False if ``timeout`` seconds pass first."""
+        return self._event.wait(timeout)
+
+    async def wait_async(self, timeout: float | None) -> bool:
+        """Await until set; return False if ``timeout`` seconds pass first."""
+        loop = asyncio.get_running_loop()
+        waiter: _AsyncWaiter = (loop, loop.create_future())
+        with self._lock:
+            if self._event.is_set():
+                return True
+            self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter[1]
+        except TimeoutError:
+            return self._event.is_set()
+        finally:
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return True
+
+
+class Inbox(Generic[T]):
+    """The bounded buffer of one subscription.
+
+    ``put()`` never blocks: when the buffer holds ``capacity`` items the oldest is
+    dropped and counted. ``get()`` and ``aget()`` are for the single consumer;
+    ``close()`` and ``mark_gap()`` may be called from any thread.
+    """
+
+    __slots__ = (
+        "_async_waiter",
+        "_capacity",
+        "_items",
+        "_lock",
+        "_logged_at",
+        "_overflowing",
+        "_ready",
+        "_sync_waiting",
+        "_unlogged_drops",
+        "closed",
+        "dropped",
+        "gaps",
+        "topic",
+    )
+
+    def __init__(self, topic: str, capacity: int) -> None:
+        self.topic = topic
+        self._capacity = capacity
+        self._items: deque[T] = deque()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._sync_waiting = False
+        self._async_waiter: _AsyncWaiter | None = None
+        self._overflowing = False
+        self._unlogged_drops = 0
+        self._logged_at = -DROP_LOG_INTERVAL
+        self.closed = False
+        #: Messages discarded because the consumer fell ``capacity`` messages behind.
+        self.dropped = 0
+        #: Times the consumer may have missed messages: overflows and upstream outages.
+        self.gaps = 0
+
+    def put(self, item: T) -> None:
+        """Append ``item``, dropping the oldest item when full. Never blocks."""
+        report = 0
+        with self._lock:
+            if self.closed:
+                return
+            if len(self._items) >= self._capacity:
+                self._items.popleft()
+                self.dropped += 1
+                self._unlogged_drops += 1
+                if not self._overflowing:
+                    self._overflowing = True
+                    self.gaps += 1
+                now = time.monotonic()
+                if now - self._logged_at >= DROP_LOG_INTERVAL:
+                    report, self._unlogged_drops, self._logged_at = self._unlogged_drops, 0, now
+            self._items.append(item)
+            if self._sync_waiting:
+                self._ready.notify()
+            waiter, self._async_waiter = self._async_waiter, None
+        if waiter is not None:
+            _wake(waiter)
+        if report:
+            logger.warning(
+                "A subscriber of topic %r is too slow: dropped %d message(s) "
+                "(buffer_size=%d, %d dropped in all).",
+                self.topic,
+                report,
+                self._capacity,
+                self.dropped,
+            )
+
+    def mark_gap(self) -> None:
+        """Record that messages may have been missed (an upstream outage)."""
+        with self._lock:
+            self.gaps += 1
+
+    def close(self) -> None:
+        """Discard buffered items and wake the consumer. Idempotent."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._items.clear()
+            self._ready.notify_all()
+            waiter, self._async_waiter = self._async_waiter, None
+        if waiter is not None:
+            _wake(waiter)
+
+    def _take(self) -> T:
+        self._overflowing = False
+        return self._items.popleft()
+
+    def get(self, timeout: float | None) -> T | None:
+        """Return the next item, or None after ``timeout`` seconds (None: no limit).
+
+        Raises:
+            SubscriptionClosedError: the inbox is closed, before or while waiting.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._sync_waiting = True
+            try:
+                while not self._items and not self.closed:
+                    remaining = _remaining(deadline)
+                    if remaining is not None and remaining <= 0:
+                        break
+                    self._ready.wait(remaining)
+            finally:
+                self._sync_waiting = False
+            if self.closed:
+                raise SubscriptionClosedError(f"The subscription to {self.topic!r} is closed.")
+            return self._take() if self._items else None
+
+    async def aget(self, timeout: float | None) -> T | None:
+        """Await the next item, or None after ``timeout`` seconds (None: no limit).
+
+        Raises:
+            SubscriptionClosedError: the inbox is closed, before or while waiting.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            with self._lock:
+                if self.closed:
+                    raise SubscriptionClosedError(f"The subscription to {self.topic!r} is closed.")
+                if self._items:
+                    return self._take()
+                if deadline is not None and loop.time() >= deadline:
+                    return None
+                waiter: _AsyncWaiter = (loop, loop.create_future())
+                self._async_waiter = waiter
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter[1]
+            except TimeoutError:
+                pass
+            finally:
+                with self._lock:
+                    if self._async_waiter is waiter:
+                        self._async_waiter = None

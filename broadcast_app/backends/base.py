@@ -1,0 +1,195 @@
+"""What every backend shares: argument checks, topics and their views, the hub per process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+import types
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, Self, TypeVar
+
+from ..channel import BroadcastChannel, Producer, Subscriber, Topic
+from ._hub import Hub, Upstream
+from .subscription import ChannelSubscription
+
+T = TypeVar("T")
+
+#: Longest topic name accepted, in characters.
+MAX_TOPIC_LENGTH = 1024
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_topic_name(name: object) -> str:
+    """Return ``name`` if it is a usable topic name.
+
+    Raises:
+        TypeError: ``name`` is not a ``str``.
+        ValueError: ``name`` is empty, longer than MAX_TOPIC_LENGTH or has control characters.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"A topic name must be a str, not {type(name).__name__}.")
+    if not name:
+        raise ValueError("A topic name must not be empty.")
+    if len(name) > MAX_TOPIC_LENGTH:
+        raise ValueError(f"A topic name must be at most {MAX_TOPIC_LENGTH} characters long.")
+    if _CONTROL_CHARACTERS.search(name):
+        raise ValueError(f"A topic name must not contain control characters: {name!r}.")
+    return name
+
+
+def as_payload(payload: object) -> bytes:
+    """Return ``payload`` as ``bytes``; TypeError for anything not bytes-like."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray | memoryview):
+        return bytes(payload)
+    raise TypeError(
+        f"A payload must be bytes, bytearray or memoryview, not {type(payload).__name__}."
+    )
+
+
+def positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}.")
+    return value
+
+
+def positive_number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}.")
+    return float(value)
+
+
+class TopicProducer(Producer):
+    """Write-only view of a topic."""
+
+    def __init__(self, topic: ChannelTopic) -> None:
+        self._topic = topic
+
+    def publish(self, payload: bytes) -> None:
+        self._topic.publish(payload)
+
+    async def apublish(self, payload: bytes) -> None:
+        await self._topic.apublish(payload)
+
+
+class TopicSubscriber(Subscriber):
+    """Read-only view of a topic."""
+
+    def __init__(self, topic: ChannelTopic) -> None:
+        self._topic = topic
+
+    def subscribe(self) -> ChannelSubscription:
+        return self._topic.subscribe()
+
+
+class ChannelTopic(Topic):
+    """A topic of a ``BaseBroadcastChannel``. Cheap to create; holds no resources."""
+
+    def __init__(self, channel: BaseBroadcastChannel, name: str) -> None:
+        self._channel = channel
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    def publish(self, payload: bytes) -> None:
+        self._channel.publish_payload(self.name, as_payload(payload))
+
+    async def apublish(self, payload: bytes) -> None:
+        """Async twin of ``publish()``."""
+        await self._channel.apublish_payload(self.name, as_payload(payload))
+
+    def subscribe(self) -> ChannelSubscription:
+        return self._channel.open_subscription(self.name)
+
+    def as_producer(self) -> TopicProducer:
+        return TopicProducer(self)
+
+    def as_subscriber(self) -> TopicSubscriber:
+        return TopicSubscriber(self)
+
+
+class HubOwner(Generic[T]):
+    """Holds the hub of the current process, created on first use and again after a fork."""
+
+    def __init__(self) -> None:
+        self._hub_lock = threading.Lock()
+        self._hub: Hub[T] | None = None
+
+    @abstractmethod
+    def create_upstream(self, hub: Hub[T]) -> Upstream:
+        """Return the upstream feeding ``hub``; called once per process, must not do I/O."""
+
+    @property
+    def hub(self) -> Hub[T]:
+        hub = self._hub
+        if hub is not None and hub.pid == os.getpid():
+            return hub
+        with self._hub_lock:
+            if self._hub is None or self._hub.pid != os.getpid():
+                # In a forked child the parent's hub is left alone: its sockets are shared.
+                self._hub = Hub(self.create_upstream)
+            return self._hub
+
+    def close(self) -> None:
+        """Close every subscription and release connections and threads. Idempotent."""
+        with self._hub_lock:
+            hub, self._hub = self._hub, None
+        if hub is not None:
+            hub.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class BaseBroadcastChannel(HubOwner[bytes], BroadcastChannel, ABC):
+    """A channel whose subscriptions are served by one hub per process.
+
+    Subclasses provide ``create_upstream()`` and ``publish_payload()``.
+    """
+
+    def __init__(self, *, buffer_size: int = 1024, subscribe_timeout: float = 10.0) -> None:
+        super().__init__()
+        self.buffer_size = positive_int("buffer_size", buffer_size)
+        self.subscribe_timeout = positive_number("subscribe_timeout", subscribe_timeout)
+
+    @classmethod
+    def from_settings(
+        cls, location: str | Sequence[str] | None, options: Mapping[str, Any]
+    ) -> Self:
+        """Build a channel from a ``BROADCAST_CHANNELS`` entry, without I/O.
+
+        This default takes no LOCATION and passes OPTIONS as keyword arguments;
+        backends that connect somewhere override it.
+
+        Raises:
+            TypeError, ValueError: LOCATION or OPTIONS are not usable.
+        """
+        if location is not None:
+            raise ValueError(f"{cls.__name__} takes no LOCATION, got {location!r}.")
+        return cls(**options)
+
+    def topic(self, topic: str) -> ChannelTopic:
+        return ChannelTopic(self, validate_topic_name(topic))
+
+    @abstractmethod
+    def publish_payload(self, topic: str, payload: bytes) -> None:
+        """Publish a validated payload to a validated topic name."""
+
+    async def apublish_payload(self, topic: str, payload: bytes) -> None:
+        await asyncio.to_thread(self.publish_payload, topic, payload)
+
+    def open_subscription(self, topic: str) -> ChannelSubscription:
+        return ChannelSubscription(self.hub, topic, self.buffer_size, self.subscribe_timeout)
