@@ -276,6 +276,11 @@ class RedisServer:
         ((_, count),) = self._admin_client().pubsub_numsub(channel)
         return int(count)
 
+    def shardnumsub(self, channel: str | bytes) -> int:
+        """Return the number of subscribers of shard ``channel`` (``PUBSUB SHARDNUMSUB``)."""
+        ((_, count),) = self._admin_client().pubsub_shardnumsub(channel)
+        return int(count)
+
     def clients(self) -> list[dict[str, str]]:
         """Return ``CLIENT LIST`` entries, without this helper's own connection."""
         pipe = self._admin_client().pipeline(transaction=False)

@@ -120,6 +120,16 @@ class Hub(Generic[T]):
             finally:
                 self._lock.release()
 
+    def refuse(self, topic: str) -> int:
+        """The source refused ``topic``: close its inboxes and unlisten; return how many."""
+        with self._locked():
+            inboxes = self._routes.pop(topic, ())
+            if inboxes:
+                self.upstream.unlisten(topic)
+        for inbox in inboxes:
+            inbox.close()
+        return len(inboxes)
+
     def dispatch(self, topic: str, item: T) -> None:
         """Deliver ``item`` to every inbox of ``topic``. Never blocks."""
         for inbox in self._routes.get(topic, ()):

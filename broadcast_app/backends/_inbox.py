@@ -44,14 +44,16 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 class Latch:
-    """A one-shot flag: ``set()`` from any thread; ``wait()`` or ``await wait_async()``."""
+    """A one-shot flag: ``set()`` or ``fail()`` from any thread; ``wait()`` or
+    ``await wait_async()``. After ``fail(error)``, ``error`` says why."""
 
-    __slots__ = ("_event", "_lock", "_waiters")
+    __slots__ = ("_event", "_lock", "_waiters", "error")
 
     def __init__(self, *, is_set: bool = False) -> None:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._waiters: list[_AsyncWaiter] = []
+        self.error: BaseException | None = None
         if is_set:
             self._event.set()
 
@@ -64,6 +66,11 @@ class Latch:
             waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             _wake(waiter)
+
+    def fail(self, error: BaseException) -> None:
+        """Set the latch with ``error`` as the outcome."""
+        self.error = error
+        self.set()
 
     def wait(self, timeout: float | None) -> bool:
         """Block until set; return False if ``timeout`` seconds pass first."""

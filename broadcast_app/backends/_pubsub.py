@@ -6,45 +6,27 @@ for SUBSCRIBE, ``SHARDED_COMMANDS`` for SSUBSCRIBE).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
-import socket
 import threading
-from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+import time
+from collections import deque
+from typing import Any, NamedTuple
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from ._connection import (
+    BACKOFF_CAP,
+    ConnectionFactory,
+    SubscriberConnection,
+    backoff_delay,
+    interrupt,
+)
 from ._hub import Hub, Upstream
 from ._inbox import Latch
 
 logger = logging.getLogger("broadcast_app")
 
-#: Channels per SUBSCRIBE command when re-subscribing after a reconnect.
-RESUBSCRIBE_BATCH = 512
-#: Reconnect delay bounds, in seconds (exponential, with jitter).
-BACKOFF_BASE = 0.05
-BACKOFF_CAP = 5.0
-
-
-class SubscriberConnection(Protocol):
-    """The part of ``redis.connection.SubscriberConnection`` the feed uses, typed."""
-
-    def connect(self) -> None: ...
-
-    def disconnect(self) -> None: ...
-
-    def send_command(self, *args: Any, check_health: bool = True) -> None: ...
-
-    def can_read(self, timeout: float = 0) -> bool: ...
-
-    def read_response(
-        self, disable_decoding: bool = False, *, push_request: bool = False
-    ) -> Any: ...
-
-
-ConnectionFactory = Callable[[], SubscriberConnection]
+_PING = "PING"
 
 
 class PubSubCommands(NamedTuple):
@@ -63,22 +45,8 @@ SHARDED_COMMANDS = PubSubCommands(
 )
 
 
-def backoff_delay(attempt: int) -> float:
-    """Seconds to wait before reconnect attempt ``attempt`` (1-based), with jitter."""
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt - 1, 16))
-    return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
-
-
 class _ConnectionLost(RedisError):
     pass
-
-
-def interrupt(connection: SubscriberConnection) -> None:
-    """Wake a thread blocked reading ``connection``, leaving the clean-up to that thread."""
-    sock = getattr(connection, "_sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
 
 
 class PubSubFeed(Upstream):
@@ -89,7 +57,11 @@ class PubSubFeed(Upstream):
     order the hub issues them, and confirmed by the reader. On connection loss the
     reader reconnects with backoff, re-subscribes every topic and marks a gap on their
     subscriptions; a health-check PING every ``health_check_interval`` seconds of
-    silence detects half-open connections.
+    silence detects half-open connections. An error reply, or the server ending a
+    subscription unasked, is handled like a lost connection. A topic Redis refuses to
+    subscribe (an ACL, say) fails alone: starting subscriptions raise, live ones close.
+
+    Subclasses may override the hooks ``_refused``, ``_revoked`` and ``_disconnected``.
     """
 
     def __init__(
@@ -110,7 +82,9 @@ class PubSubFeed(Upstream):
         self._name = name
         self._lock = threading.Lock()
         self._latches: dict[str, Latch] = {}
-        # SUBSCRIBE commands written on the current connection and not yet confirmed.
+        # Commands written on the current connection and not yet answered, in order, so
+        # that an error reply names its command; and the unanswered SUBSCRIBEs per topic.
+        self._sent: deque[tuple[str, str]] = deque()
         self._unconfirmed: dict[str, int] = {}
         self._connection: SubscriberConnection | None = None
         self._connecting: SubscriberConnection | None = None
@@ -119,9 +93,10 @@ class PubSubFeed(Upstream):
 
     # -- Upstream, called by the hub under its lock --------------------------------
 
-    def listen(self, topic: str) -> Latch:
+    def listen(self, topic: str, latch: Latch | None = None) -> Latch:
+        """Start receiving ``topic``; ``latch``, if given, is set on confirmation."""
         with self._lock:
-            latch = self._latches[topic] = Latch()
+            latch = self._latches[topic] = latch or Latch()
             if self._connection is not None:
                 self._write(self._commands.subscribe, topic)
             elif self._thread is None and not self._stopping.is_set():
@@ -140,6 +115,13 @@ class PubSubFeed(Upstream):
             del self._latches[topic]
             if self._connection is not None:
                 self._write(self._commands.unsubscribe, topic)
+
+    def forget(self, topic: str) -> Latch | None:
+        """Stop receiving ``topic`` without telling the server, which no longer sends it
+        (the connection is gone, or the server ended the subscription). Return its latch."""
+        with self._lock:
+            self._unconfirmed.pop(topic, None)
+            return self._latches.pop(topic, None)
 
     def close(self) -> None:
         self._stopping.set()
@@ -163,18 +145,33 @@ class PubSubFeed(Upstream):
         return channel[len(self._prefix) :].decode("utf-8", "surrogateescape")
 
     def _write(self, command: str, *topics: str) -> None:
-        """Send a command on the live connection. Call with ``_lock`` held."""
+        """Send ``command`` once per topic (once if none) in one write, on the live
+        connection if any. One topic per command: a refusal concerns that topic alone,
+        and a cluster accepts it whatever the slots. Call with ``_lock`` held."""
         connection = self._connection
-        assert connection is not None
+        if connection is None:
+            return  # Lost: the reader re-subscribes on the next connection.
+        sent = [(command, topic) for topic in topics] or [(command, "")]
+        arguments = [(name, self._channel(topic)) if topic else (name,) for name, topic in sent]
         try:
-            connection.send_command(command, *map(self._channel, topics), check_health=False)
+            connection.send_packed_command(connection.pack_commands(arguments), check_health=False)
         except (RedisError, OSError):
             # The reader sees the broken socket too, reconnects and re-subscribes.
             self._connection = None
             return
+        self._sent.extend(sent)
         if command == self._commands.subscribe:
             for topic in topics:
                 self._unconfirmed[topic] = self._unconfirmed.get(topic, 0) + 1
+
+    def _answered(self, command: str, topic: str) -> bool:
+        """Account for the reply to the oldest command; False if it is not that reply
+        (a push the server sent unasked)."""
+        with self._lock:
+            if not self._sent or self._sent[0] != (command, topic):
+                return False
+            self._sent.popleft()
+            return True
 
     def _confirmed(self, topic: str) -> None:
         with self._lock:
@@ -187,19 +184,46 @@ class PubSubFeed(Upstream):
         if latch is not None:
             latch.set()
 
+    def _error_reply(self, error: ResponseError) -> None:
+        with self._lock:
+            command, topic = self._sent.popleft() if self._sent else ("", "")
+            if command == self._commands.subscribe:
+                self._unconfirmed.pop(topic, None)
+        if command == self._commands.subscribe:
+            self._refused(topic, error)
+        else:
+            logger.warning("Redis answered %s with an error: %s", command or "?", error)
+
+    def _refused(self, topic: str, error: ResponseError) -> None:
+        """Redis refused to subscribe ``topic``: starting subscriptions of the topic raise
+        ``BroadcastChannelError``, live ones are closed. Called by the reader thread."""
+        with self._lock:
+            latch = self._latches.get(topic)
+        if latch is None:
+            return  # Nobody listens any more.
+        latch.fail(error)
+        closed = self._hub.refuse(topic)
+        logger.error(
+            "Redis refused the subscription to topic %r (%s); %d subscription(s) closed.",
+            topic,
+            error,
+            closed,
+        )
+
     # -- the reader thread -----------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0
-        outage: BaseException | None = None
+        failures = 0  # Failed connects and short-lived connections in a row.
+        outage: BaseException | None = None  # What ended the last good connection.
         while not self._stopping.is_set():
             try:
                 connection = self._open()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # The reader must outlive any error.
                 failures += 1
                 if outage is None:
                     outage = exc
                     logger.warning("Cannot connect to Redis (%s); retrying.", exc)
+                self._disconnected(exc)
                 self._stopping.wait(backoff_delay(failures))
                 continue
             if connection is None:
@@ -210,7 +234,8 @@ class PubSubFeed(Upstream):
                     failures,
                     len(self._latches),
                 )
-            failures, outage = 0, None
+            outage = None
+            connected_at = time.monotonic()
             try:
                 self._read(connection)
             except Exception as exc:  # The reader must outlive any error.
@@ -225,7 +250,10 @@ class PubSubFeed(Upstream):
                 len(lost),
             )
             self._hub.mark_gap(lost)
-            failures = 1
+            self._disconnected(outage)
+            # A connection that dies as soon as it is made must not reconnect at full speed.
+            healthy = time.monotonic() - connected_at > BACKOFF_CAP
+            failures = 1 if healthy else failures + 1
             self._stopping.wait(backoff_delay(failures))
 
     def _open(self) -> SubscriberConnection | None:
@@ -243,10 +271,10 @@ class PubSubFeed(Upstream):
                 connection.disconnect()
                 return None
             self._connection = connection
+            self._sent.clear()
             self._unconfirmed.clear()
-            topics = list(self._latches)
-            for start in range(0, len(topics), RESUBSCRIBE_BATCH):
-                self._write(self._commands.subscribe, *topics[start : start + RESUBSCRIBE_BATCH])
+            if self._latches:
+                self._write(self._commands.subscribe, *self._latches)
         return connection
 
     def _drop(self, connection: SubscriberConnection) -> list[str]:
@@ -272,22 +300,44 @@ class PubSubFeed(Upstream):
                     raise _ConnectionLost(f"no reply to a health check within {interval} s")
                 with self._lock:
                     if self._connection is connection:
-                        connection.send_command("PING", check_health=False)
+                        self._write(_PING)
                 awaiting_pong = True
                 continue
             awaiting_pong = False
-            self._handle(connection.read_response(push_request=True))
+            try:
+                response = connection.read_response(push_request=True)
+            except ResponseError as error:
+                self._error_reply(error)
+            else:
+                self._handle(response)
 
     def _handle(self, response: Any) -> None:
         if not isinstance(response, list) or len(response) < 3:
-            return  # A health-check reply.
+            self._answered(_PING, "")  # RESP3 "PONG", or RESP2 ["pong", ""].
+            return
         kind = response[0]
         if kind == self._commands.message:
             self._hub.dispatch(self._topic(response[1]), response[2])
         elif kind == self._commands.subscribed:
-            self._confirmed(self._topic(response[1]))
+            topic = self._topic(response[1])
+            self._answered(self._commands.subscribe, topic)
+            self._confirmed(topic)
         elif kind == self._commands.unsubscribed:
-            self._unsubscribed(self._topic(response[1]))
+            topic = self._topic(response[1])
+            if not self._answered(self._commands.unsubscribe, topic):
+                self._revoked(topic)
 
-    def _unsubscribed(self, topic: str) -> None:
-        """The server ended a subscription; for plain Pub/Sub only ever on request."""
+    def _revoked(self, topic: str) -> None:
+        """The server ended the subscription to ``topic`` unasked (never for plain Pub/Sub;
+        a shard channel whose slot moved away). Called by the reader thread, no lock held.
+
+        By default, recover as from a lost connection: reconnect and re-subscribe.
+        """
+        raise _ConnectionLost(f"the server ended the subscription to {topic!r}")
+
+    def _disconnected(self, error: BaseException | None) -> None:
+        """The connection was lost or could not be opened, and gaps are marked; the reader
+        tries again after a backoff delay. Called by the reader thread, no lock held.
+
+        ``forget()``, ``listen()`` and ``close()`` may be called from here.
+        """

@@ -13,7 +13,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from ..channel import BroadcastChannel, Producer, Subscriber, Topic
 from ._hub import Hub, Upstream
-from .subscription import ChannelSubscription
+from .subscription import ChannelSubscription, PayloadSubscription
 
 T = TypeVar("T")
 
@@ -37,6 +37,10 @@ def validate_topic_name(name: object) -> str:
         raise ValueError(f"A topic name must be at most {MAX_TOPIC_LENGTH} characters long.")
     if _CONTROL_CHARACTERS.search(name):
         raise ValueError(f"A topic name must not contain control characters: {name!r}.")
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"A topic name must be encodable as UTF-8: {name!r}.") from None
     return name
 
 
@@ -154,10 +158,13 @@ class HubOwner(Generic[T]):
         self.close()
 
 
-class BaseBroadcastChannel(HubOwner[bytes], BroadcastChannel, ABC):
+# The hub's item type is each backend's own (payloads, or messages with a cursor); it
+# stays out of this class so that every backend has the one base the settings expect.
+class BaseBroadcastChannel(HubOwner[Any], BroadcastChannel, ABC):
     """A channel whose subscriptions are served by one hub per process.
 
-    Subclasses provide ``create_upstream()`` and ``publish_payload()``.
+    Subclasses provide ``create_upstream()`` and ``publish_payload()``; a backend whose
+    hub carries more than payloads also overrides ``open_subscription()``.
     """
 
     def __init__(self, *, buffer_size: int = 1024, subscribe_timeout: float = 10.0) -> None:
@@ -192,4 +199,4 @@ class BaseBroadcastChannel(HubOwner[bytes], BroadcastChannel, ABC):
         await asyncio.to_thread(self.publish_payload, topic, payload)
 
     def open_subscription(self, topic: str) -> ChannelSubscription:
-        return ChannelSubscription(self.hub, topic, self.buffer_size, self.subscribe_timeout)
+        return PayloadSubscription(self.hub, topic, self.buffer_size, self.subscribe_timeout)

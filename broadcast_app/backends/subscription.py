@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import types
 import warnings
 import weakref
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from typing import Generic, Self, TypeVar
 
@@ -47,12 +49,16 @@ class BaseSubscription(Generic[T]):
 
     def __init__(self, hub: Hub[T], topic: str, buffer_size: int, subscribe_timeout: float):
         self._hub = hub
-        self._inbox: Inbox[T] = Inbox(topic, buffer_size)
+        self._inbox = self._create_inbox(topic, buffer_size)
         self._subscribe_timeout = subscribe_timeout
         self._lock = threading.Lock()
         self._joined = False
         self._closed = False
         self._finalizer: weakref.finalize[..., BaseSubscription[T]] | None = None
+
+    def _create_inbox(self, topic: str, buffer_size: int) -> Inbox[T]:
+        """Return the inbox the hub fills; called once, by ``__init__``."""
+        return Inbox(topic, buffer_size)
 
     @property
     def topic(self) -> str:
@@ -60,19 +66,14 @@ class BaseSubscription(Generic[T]):
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._closed or self._inbox.closed
 
     @property
     def dropped(self) -> int:
-        """Messages discarded because this consumer fell ``buffer_size`` behind."""
         return self._inbox.dropped
 
     @property
     def gaps(self) -> int:
-        """Times this consumer may have missed messages (overflow or reconnect).
-
-        Monotonic: compare with the value seen before to learn of a new gap.
-        """
         return self._inbox.gaps
 
     def _join(self) -> Latch | None:
@@ -86,8 +87,13 @@ class BaseSubscription(Generic[T]):
             self._finalizer = weakref.finalize(self, _release_unclosed, self._hub, self._inbox)
             return latch
 
-    def _after_confirmation(self, confirmed: bool) -> None:
-        if self._closed:
+    def _after_confirmation(self, latch: Latch, confirmed: bool) -> None:
+        if latch.error is not None:
+            self.close()
+            raise BroadcastChannelError(
+                f"The backend refused the subscription to {self.topic!r}: {latch.error}"
+            ) from latch.error
+        if self.closed:
             raise SubscriptionClosedError(f"The subscription to {self.topic!r} is closed.")
         if not confirmed:
             self.close()
@@ -99,14 +105,18 @@ class BaseSubscription(Generic[T]):
     def _start(self) -> None:
         latch = self._join()
         if latch is not None:
-            self._after_confirmation(latch.wait(self._subscribe_timeout))
+            self._after_confirmation(latch, latch.wait(self._subscribe_timeout))
 
     async def _astart(self) -> None:
         latch = self._join()
         if latch is not None:
-            self._after_confirmation(await latch.wait_async(self._subscribe_timeout))
+            self._after_confirmation(latch, await latch.wait_async(self._subscribe_timeout))
 
     def close(self) -> None:
+        if self._hub.pid != os.getpid():
+            # Inherited through a fork: its locks may be held by a thread that is not here.
+            self._closed = True
+            return
         with self._lock:
             if self._closed:
                 return
@@ -119,7 +129,30 @@ class BaseSubscription(Generic[T]):
             self._hub.leave(self._inbox)
 
     async def aclose(self) -> None:
-        """Async twin of ``close()`` (which never waits on the network)."""
+        self.close()
+
+    def __enter__(self) -> Self:
+        self._start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        await self._astart()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> None:
         self.close()
 
     def _next(self, timeout: float | None) -> T | None:
@@ -153,36 +186,65 @@ class BaseSubscription(Generic[T]):
             return
 
 
-class ChannelSubscription(BaseSubscription[bytes], Subscription):
-    """A subscription delivering payloads as ``bytes``; sync and asyncio consumers.
+class ChannelSubscription(Subscription):
+    """What ``subscribe()`` returns on every backend: the ``Subscription`` protocol, its
+    asyncio twins and the loss counters. Payloads are ``bytes``.
 
     Async twins: ``async with``, ``async for``, ``await areceive(timeout)``,
     ``await aclose()``. Use one style per subscription.
     """
 
-    def __enter__(self) -> Self:
-        self._start()
-        return self
+    @property
+    @abstractmethod
+    def topic(self) -> str:
+        """The name of the topic."""
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: types.TracebackType | None,
-    ) -> None:
-        self.close()
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """Whether ``close()`` was called (or the channel was closed)."""
 
-    async def __aenter__(self) -> Self:
-        await self._astart()
-        return self
+    @property
+    @abstractmethod
+    def dropped(self) -> int:
+        """Messages discarded because this consumer fell ``buffer_size`` behind."""
 
+    @property
+    @abstractmethod
+    def gaps(self) -> int:
+        """Times this consumer may have missed messages (overflow or reconnect).
+
+        Monotonic: compare with the value seen before to learn of a new gap.
+        """
+
+    @abstractmethod
+    def __enter__(self) -> Self: ...
+
+    @abstractmethod
+    async def __aenter__(self) -> Self: ...
+
+    @abstractmethod
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc_value: BaseException | None,
         traceback: types.TracebackType | None,
-    ) -> None:
-        self.close()
+    ) -> None: ...
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    @abstractmethod
+    async def areceive(self, timeout: float | None = 0.1) -> bytes | None:
+        """Async twin of ``receive()``: awaits without holding a thread."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Async twin of ``close()`` (which never waits on the network)."""
+
+
+class PayloadSubscription(BaseSubscription[bytes], ChannelSubscription):
+    """A subscription whose inbox holds the payloads themselves."""
 
     def __iter__(self) -> Iterator[bytes]:
         return self._iterate()
@@ -194,5 +256,4 @@ class ChannelSubscription(BaseSubscription[bytes], Subscription):
         return self._next(timeout)
 
     async def areceive(self, timeout: float | None = 0.1) -> bytes | None:
-        """Async twin of ``receive()``: awaits without holding a thread."""
         return await self._anext(timeout)

@@ -1,0 +1,78 @@
+"""The dedicated connection a reader thread owns, and how it reconnects.
+
+Shared by every Redis feed (Pub/Sub, sharded, Streams).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+#: Reconnect delay bounds, in seconds (exponential, with jitter).
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 5.0
+#: Options of a subscriber connection that replace the client's: the feed reads bytes,
+#: runs its own health checks and its own reconnect loop with backoff.
+_SUBSCRIBER_CONNECTION_OPTIONS: dict[str, Any] = {
+    "decode_responses": False,
+    "health_check_interval": 0,
+    "retry": Retry(ExponentialBackoff(), 0),
+}
+#: Socket timeouts of a subscriber connection when the client sets none, in seconds. They
+#: bound a handshake with a hung server; idle waits use the health-check period instead.
+_SUBSCRIBER_TIMEOUTS = {"socket_connect_timeout": 5.0, "socket_timeout": 10.0}
+
+
+class SubscriberConnection(Protocol):
+    """The part of ``redis.connection.AbstractConnection`` the feed uses, typed."""
+
+    def connect(self) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+    def send_command(self, *args: Any, check_health: bool = True) -> None: ...
+
+    def pack_commands(self, commands: list[tuple[Any, ...]]) -> list[bytes]: ...
+
+    def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
+
+    def can_read(self, timeout: float = 0) -> bool: ...
+
+    def read_response(
+        self, disable_decoding: bool = False, *, push_request: bool = False
+    ) -> Any: ...
+
+
+ConnectionFactory = Callable[[], SubscriberConnection]
+
+
+def subscriber_connection(client: redis.Redis) -> SubscriberConnection:
+    """Return a new, unconnected connection to ``client``'s server for a feed to own."""
+    pool = client.connection_pool
+    options = dict(pool.connection_kwargs)
+    for name, value in _SUBSCRIBER_TIMEOUTS.items():
+        if options.get(name) is None:
+            options[name] = value
+    options.update(_SUBSCRIBER_CONNECTION_OPTIONS)
+    return cast(SubscriberConnection, pool.connection_class(**options))
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (1-based), with jitter."""
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt - 1, 16))
+    return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+
+
+def interrupt(connection: SubscriberConnection) -> None:
+    """Wake a thread blocked reading ``connection``, leaving the clean-up to that thread."""
+    sock = getattr(connection, "_sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
