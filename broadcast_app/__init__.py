@@ -1,6 +1,7 @@
 """Broadcast channels for Django: publish bytes to a topic, every live subscriber receives them."""
 
 from .channel import BroadcastChannel, Producer, Subscriber, Subscription, Topic
+from .conf import get_channel
 from .exceptions import BroadcastChannelError, PublishError, SubscriptionClosedError
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "Subscription",
     "SubscriptionClosedError",
     "Topic",
+    "get_channel",
 ]

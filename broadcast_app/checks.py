@@ -1,0 +1,225 @@
+"""System checks of the broadcast settings; registered by ``BroadcastAppConfig.ready()``.
+
+Backends are built to be checked, never connected: building a channel does no I/O.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from .backends.memory import InMemoryBroadcastChannel
+from .conf import (
+    DEFAULT_CHANNEL_ALIAS,
+    build_channel,
+    configured_channels,
+    parse_backend,
+    parse_location,
+    parse_options,
+    stream_authorizer,
+    stream_heartbeat,
+)
+from .exceptions import InvalidChannelBackendError
+from .views import BroadcastStreamView
+
+TAG = "broadcast_app"
+
+BACKEND_HINT = (
+    "Each BROADCAST_CHANNELS alias maps to a dict with a BACKEND (the dotted path of a "
+    "broadcast channel class, e.g. 'broadcast_app.backends.redis.RedisBroadcastChannel'), "
+    "an optional LOCATION and optional OPTIONS."
+)
+LOCATION_HINT = (
+    "Give the URL the backend connects to, e.g. 'redis://localhost:6379/0', "
+    "'rediss://...' (TLS) or 'unix:///path/to/redis.sock'; the in-memory backend takes none."
+)
+OPTIONS_HINT = (
+    "OPTIONS are keyword arguments of the backend (buffer_size, subscribe_timeout, ...) "
+    "and, for Redis, of redis.Redis (socket_timeout, ...); check their names and values."
+)
+NO_DEFAULT_MESSAGE = (
+    f"BROADCAST_CHANNELS has no {DEFAULT_CHANNEL_ALIAS!r} alias; the stream view, the "
+    "commands and the app config's channel use it."
+)
+NO_DEFAULT_HINT = f"Add a {DEFAULT_CHANNEL_ALIAS!r} entry to BROADCAST_CHANNELS."
+AUTHORIZER_HINT = "Set it to the dotted path of a function (request, topic) -> bool, sync or async."
+HEARTBEAT_HINT = "Give the seconds between keep-alives as a positive number, e.g. 15 or 0.5."
+MEMORY_MESSAGE = (
+    "The broadcast channel {alias!r} is in-memory while DEBUG is False: its messages never "
+    "leave the process, so Celery workers and other web processes cannot reach its "
+    "subscribers."
+)
+MEMORY_HINT = (
+    "Use 'broadcast_app.backends.redis.RedisBroadcastChannel' with a LOCATION, or silence "
+    "broadcast_app.W001 if a single process publishes and streams."
+)
+UNGUARDED_MESSAGE = (
+    "The broadcast stream view {name} has no authorizer: it refuses every request with 403."
+)
+UNGUARDED_HINT = (
+    "Set BROADCAST_STREAM_AUTHORIZER to the dotted path of a function (request, topic) -> "
+    "bool that decides who may stream which topic, or pass authorizer= to as_view()."
+)
+
+AppConfigs = Sequence[AppConfig] | None
+
+_BACKEND, _LOCATION, _OPTIONS = "broadcast_app.E001", "broadcast_app.E002", "broadcast_app.E003"
+
+
+def _diagnose(alias: str, entry: object) -> tuple[str, str] | None:
+    """Return ``(check id, message)`` for the first unusable part of an entry, or None."""
+    try:
+        backend = parse_backend(alias, entry)
+    except InvalidChannelBackendError as exc:
+        return _BACKEND, str(exc)
+    assert isinstance(entry, dict)  # parse_backend() says so.
+    try:
+        location = parse_location(alias, entry)
+        # Built without OPTIONS first, so that an error is blamed on the right key.
+        build_channel(alias, backend, location, {}).close()
+    except InvalidChannelBackendError as exc:
+        return _LOCATION, str(exc)
+    try:
+        build_channel(alias, backend, location, parse_options(alias, entry)).close()
+    except InvalidChannelBackendError as exc:
+        return _OPTIONS, str(exc)
+    return None
+
+
+def _channel_entries() -> dict[str, Any]:
+    try:
+        return configured_channels()
+    except InvalidChannelBackendError:
+        return {}  # check_channel_backends() reports it.
+
+
+def _entry_errors(check_id: str, hint: str) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for alias, entry in _channel_entries().items():
+        diagnosis = _diagnose(alias, entry)
+        if diagnosis is not None and diagnosis[0] == check_id:
+            errors.append(Error(diagnosis[1], hint=hint, id=check_id))
+    return errors
+
+
+def check_channel_backends(app_configs: AppConfigs, **kwargs: Any) -> list[CheckMessage]:
+    """E001: BROADCAST_CHANNELS, an entry of it or an entry's BACKEND is unusable."""
+    try:
+        configured_channels()
+    except InvalidChannelBackendError as exc:
+        return [Error(str(exc), hint=BACKEND_HINT, id=_BACKEND)]
+    return _entry_errors(_BACKEND, BACKEND_HINT)
+
+
+def check_channel_locations(app_configs: AppConfigs, **kwargs: Any) -> list[CheckMessage]:
+    """E002: a LOCATION the backend cannot parse."""
+    return _entry_errors(_LOCATION, LOCATION_HINT)
+
+
+def check_channel_options(app_configs: AppConfigs, **kwargs: Any) -> list[CheckMessage]:
+    """E003: OPTIONS the backend rejects."""
+    return _entry_errors(_OPTIONS, OPTIONS_HINT)
+
+
+def check_default_channel(app_configs: AppConfigs, **kwargs: Any) -> list[CheckMessage]:
+    """E004: no ``"default"`` alias."""
+    configured = _channel_entries()
+    if not configured or DEFAULT_CHANNEL_ALIAS in configured:
+        return []
+    return [Error(NO_DEFAULT_MESSAGE, hint=NO_DEFAULT_HINT, id="broadcast_app.E004")]
+
+
+def check_stream_authorizer(app_configs: AppConfigs, **kwargs: Any) -> list[CheckMessage]:
+    """E005: BROADCAST_STREAM_AUTHORIZER cannot be imported or is not callable."""
+    try:
+        stream_authorizer()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), hint=AUTHORIZER_HINT, id="broadcast_app.E005")]
+    return []
+
+
+def check_stream_heartbeat(app_configs: AppConfigs, **kwargs: Any) -> list[CheckMessage]:
+    """E006: BROADCAST_STREAM_HEARTBEAT is not a positive number."""
+    try:
+        stream_heartbeat()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), hint=HEARTBEAT_HINT, id="broadcast_app.E006")]
+    return []
+
+
+def check_memory_channel_in_production(
+    app_configs: AppConfigs, **kwargs: Any
+) -> list[CheckMessage]:
+    """W001: an in-memory channel while DEBUG is False."""
+    if settings.DEBUG:
+        return []
+    warnings: list[CheckMessage] = []
+    for alias, entry in _channel_entries().items():
+        try:
+            backend = parse_backend(alias, entry)
+        except InvalidChannelBackendError:
+            continue  # E001
+        if issubclass(backend, InMemoryBroadcastChannel):
+            message = MEMORY_MESSAGE.format(alias=alias)
+            warnings.append(Warning(message, hint=MEMORY_HINT, id="broadcast_app.W001"))
+    return warnings
+
+
+def check_stream_view_authorizer(app_configs: AppConfigs, **kwargs: Any) -> list[CheckMessage]:
+    """W002: the stream view is mounted but nothing can authorize a request."""
+    if getattr(settings, "BROADCAST_STREAM_AUTHORIZER", None):
+        return []  # Set: E005 says if it is unusable.
+    if not getattr(settings, "ROOT_URLCONF", None):
+        return []
+    try:
+        patterns = get_resolver().url_patterns
+    except (ImportError, ImproperlyConfigured):
+        return []  # Django's URL checks report a broken URLconf.
+    return [
+        Warning(UNGUARDED_MESSAGE.format(name=name), hint=UNGUARDED_HINT, id="broadcast_app.W002")
+        for name, view in _stream_views(patterns, "/", "")
+        if _own_authorizer(view) is None
+    ]
+
+
+def _stream_views(
+    patterns: Sequence[Any], prefix: str, namespace: str
+) -> Iterator[tuple[str, Callable[..., Any]]]:
+    """Yield ``(description, view)`` for each mounted BroadcastStreamView."""
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            yield from _stream_views(pattern.url_patterns, prefix + str(pattern.pattern), inner)
+        elif isinstance(pattern, URLPattern):
+            view_class = getattr(pattern.callback, "view_class", None)
+            if isinstance(view_class, type) and issubclass(view_class, BroadcastStreamView):
+                name = f"{namespace}{pattern.name}" if pattern.name else None
+                yield (f"{name!r} at {prefix!r}" if name else f"at {prefix!r}"), pattern.callback
+
+
+def _own_authorizer(view: Callable[..., Any]) -> object:
+    """The authorizer a mounted view sets itself (``as_view()`` or class), or None."""
+    initkwargs: dict[str, Any] = getattr(view, "view_initkwargs", {})
+    if "authorizer" in initkwargs:
+        return initkwargs["authorizer"]
+    return inspect.getattr_static(getattr(view, "view_class", None), "authorizer", None)
+
+
+#: Every check, in the order they are registered.
+ALL_CHECKS = (
+    check_channel_backends,
+    check_channel_locations,
+    check_channel_options,
+    check_default_channel,
+    check_stream_authorizer,
+    check_stream_heartbeat,
+    check_memory_channel_in_production,
+    check_stream_view_authorizer,
+)

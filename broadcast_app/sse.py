@@ -1,0 +1,71 @@
+"""Server-Sent Events framing, as the WHATWG HTML standard parses it.
+
+A payload becomes one event. If the browser's ``EventSource`` can hand it back
+exactly — valid UTF-8 without a carriage return, which ``EventSource`` would turn
+into a line feed — it is a ``message`` event whose ``data`` is the payload's text.
+Any other payload is a ``binary`` event whose ``data`` is the payload in standard
+base64, so nothing is ever altered silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+CONTENT_TYPE = "text/event-stream; charset=utf-8"
+
+#: The event sent for a payload that is not exactly representable as text.
+BINARY_EVENT = "binary"
+#: The event sent when the subscriber may have missed messages (overflow, reconnect).
+GAP_EVENT = "gap"
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# A field value ends at any line break; NUL is stripped too as the spec ignores
+# ``id`` fields that contain it.
+_NOT_IN_FIELD = re.compile(r"[\r\n\x00]")
+
+
+def field_value(value: str) -> str:
+    """Return ``value`` without the characters that would end or void a field."""
+    return _NOT_IN_FIELD.sub("", value)
+
+
+def event(data: str, name: str | None = None) -> bytes:
+    """Frame one event: one ``data:`` line per line of ``data``.
+
+    Line breaks of every kind (CRLF, CR, LF) separate lines, as the parser would
+    read them; the parser rebuilds ``data`` with LF between the lines.
+    """
+    lines = [] if name is None else [f"event: {field_value(name)}"]
+    lines.extend(f"data: {line}" for line in _LINE_BREAK.split(data))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def payload_event(payload: bytes) -> bytes:
+    """Frame a payload: a ``message`` event if its text survives intact, else ``binary``."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return binary_event(payload)
+    if "\r" in text:
+        return binary_event(payload)
+    return event(text)
+
+
+def binary_event(payload: bytes) -> bytes:
+    """Frame a payload as a ``binary`` event carrying it in standard base64."""
+    return event(base64.b64encode(payload).decode("ascii"), BINARY_EVENT)
+
+
+def comment(text: str) -> bytes:
+    """Frame a comment line: ignored by clients, it keeps idle connections alive."""
+    return f": {field_value(text)}\n\n".encode()
+
+
+def retry(seconds: float) -> bytes:
+    """Frame the reconnection delay the client should use after the stream ends."""
+    return f"retry: {round(seconds * 1000)}\n\n".encode()
+
+
+KEEP_ALIVE = comment("keep-alive")
+GAP = event("", GAP_EVENT)

@@ -1,0 +1,206 @@
+"""Helpers for the Django integration tests: web servers as subprocesses, an SSE parser,
+and the authorizers the test servers are configured with (by dotted path)."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import pytest
+
+from .servers import RedisServer, free_port, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Seconds a web server may take to answer its first request.
+SERVER_START_TIMEOUT = 20.0
+#: The keep-alive period of the test servers: short, so dead clients are found quickly.
+TEST_HEARTBEAT = 0.2
+
+
+# -- Authorizers (dotted paths: "tests.django_fixtures.<name>") -------------------------------
+
+
+def allow_all(request: Any, topic: str) -> bool:
+    return True
+
+
+def allow_public(request: Any, topic: str) -> bool:
+    return topic.startswith("public:")
+
+
+async def allow_public_async(request: Any, topic: str) -> bool:
+    return topic.startswith("public:")
+
+
+# -- Server-Sent Events, parsed as the WHATWG HTML standard says -----------------------------
+
+
+@dataclass
+class Event:
+    data: str
+    type: str = "message"
+
+
+@dataclass
+class SSEParser:
+    """Incremental event-stream parser; ``feed()`` returns the events completed by a chunk."""
+
+    comments: list[str] = field(default_factory=list)
+    retry: int | None = None
+    _buffer: str = ""
+    _data: list[str] = field(default_factory=list)
+    _type: str = ""
+    _decoder: codecs.IncrementalDecoder = field(
+        default_factory=codecs.getincrementaldecoder("utf-8")
+    )
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._buffer += self._decoder.decode(chunk)
+        events: list[Event] = []
+        while True:
+            match = re.search(r"\r\n|\r|\n", self._buffer)
+            # A CR at the very end may be the first half of a CRLF: wait for more.
+            if match is None or (match.group() == "\r" and match.end() == len(self._buffer)):
+                return events
+            line, self._buffer = self._buffer[: match.start()], self._buffer[match.end() :]
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+
+    def _line(self, line: str) -> Event | None:
+        if line == "":
+            data, kind = self._data, self._type or "message"
+            self._data, self._type = [], ""
+            if not data:
+                return None
+            return Event("\n".join(data), kind)
+        if line.startswith(":"):
+            self.comments.append(line[1:].removeprefix(" "))
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._type = value
+        elif name == "retry" and value.isdigit():
+            self.retry = int(value)
+        return None
+
+
+def parse_events(body: bytes) -> list[Event]:
+    return SSEParser().feed(body)
+
+
+# -- Web servers ----------------------------------------------------------------------------
+
+
+class WebServer:
+    """``manage.py runserver`` (threaded WSGI) or uvicorn (ASGI) serving testproject.
+
+    Environment: REDIS_URL of ``redis`` (Redis channel; else in-memory), the
+    ``tests.django_fixtures.allow_public`` authorizer and a TEST_HEARTBEAT keep-alive.
+    """
+
+    def __init__(self, kind: str, redis: RedisServer | None, **environ: str) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.environ = {
+            "DJANGO_SETTINGS_MODULE": "testproject.settings",
+            "BROADCAST_STREAM_AUTHORIZER": "tests.django_fixtures.allow_public",
+            "BROADCAST_STREAM_HEARTBEAT": str(TEST_HEARTBEAT),
+            "PYTHONUNBUFFERED": "1",
+            **environ,
+        }
+        if redis is not None:
+            self.environ["REDIS_URL"] = redis.url
+        self._log = tempfile.NamedTemporaryFile(prefix=f"{kind}-", suffix=".log")  # noqa: SIM115
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def command(self) -> list[str]:
+        if self.kind == "runserver":
+            return [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}",
+                    "--noreload", "--skip-checks"]  # fmt: skip
+        return [sys.executable, "-m", "uvicorn", "testproject.asgi:application",
+                "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "off",
+                "--no-access-log", "--timeout-graceful-shutdown", "1"]  # fmt: skip
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def start(self) -> Self:
+        env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+        self.process = subprocess.Popen(
+            self.command(),
+            cwd=ROOT,
+            env={**env, **self.environ},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        if not wait_until(self._answers, SERVER_START_TIMEOUT, interval=0.05):
+            self.stop()
+            raise RuntimeError(f"{self.kind} did not start; its log:\n{self.log()}")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.kind} exited; its log:\n{self.log()}")
+        try:
+            httpx.get(self.url + "/broadcast/", timeout=1.0)
+        except httpx.TransportError:
+            return False
+        return True
+
+    def threads(self) -> int:
+        """The number of threads of the server process now."""
+        return len(os.listdir(f"/proc/{self.pid}/task"))
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        self._log.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@pytest.fixture(scope="module", params=["runserver", "uvicorn"])
+def web_server(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[WebServer]:
+    """testproject under threaded WSGI and under ASGI, on the session's Redis."""
+    with WebServer(request.param, redis_server) as server:
+        yield server
