@@ -16,7 +16,10 @@ import pytest
 from broadcast_app.backends.base import BaseBroadcastChannel
 from broadcast_app.backends.memory import InMemoryBroadcastChannel
 from broadcast_app.backends.redis import RedisBroadcastChannel
+from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
+from broadcast_app.backends.streams import StreamsBroadcastChannel
 
+from .cluster import LocalCluster
 from .servers import RedisServer, wait_until
 
 #: Seconds resources may take to go away once their owner closed them.
@@ -69,8 +72,10 @@ class ChannelFactory:
         # while the channel is still open.
         for server in self._inspectable_servers():
             for name in self._topic_names:
-                if not self._settles(errors, server, lambda s=server, n=name: s.numsub(n) == 0):
-                    errors.append(f"{name!r} still has {server.numsub(name)} Redis subscribers")
+                if not self._settles(errors, server, lambda s=server, n=name: not self._subs(s, n)):
+                    errors.append(
+                        f"{name!r} still has {self._subs(server, name)} Redis subscribers"
+                    )
         for closer in reversed(self._closers):
             try:
                 closer()
@@ -87,6 +92,10 @@ class ChannelFactory:
                 )
         if errors:
             pytest.fail("Resources left after the test:\n" + "\n".join(errors), pytrace=False)
+
+    def _subs(self, server: RedisServer, name: str) -> int:
+        shard_subscribers = server.shardnumsub(name) if self.backend in SHARDED_BACKENDS else 0
+        return server.numsub(name) + shard_subscribers
 
     def _inspectable_servers(self) -> list[RedisServer]:
         # A test may leave its own server killed or paused; there is nothing to inspect.
@@ -118,13 +127,47 @@ def _redis_pubsub(protocol: int) -> BackendFactory:
     return make
 
 
+def _streams(protocol: int) -> BackendFactory:
+    def make(factory: ChannelFactory, server: RedisServer | None, **options: Any) -> Any:
+        client = factory.redis_server(server).client(protocol=protocol)
+        factory.add_closer(client.close)
+        return StreamsBroadcastChannel(client, **options)
+
+    return make
+
+
+def _sharded(factory: ChannelFactory, server: RedisServer | None, **options: Any) -> Any:
+    client = factory.redis_server(server).client(protocol=2)
+    factory.add_closer(client.close)
+    return ShardedRedisBroadcastChannel(client, **options)
+
+
+def _sharded_cluster(factory: ChannelFactory, server: RedisServer | None, **options: Any) -> Any:
+    if server is not None:
+        # A test's own plain server can only seed a cluster client that is never built.
+        factory.redis_server(server)
+        return ShardedRedisBroadcastChannel.from_url([server.url], **options)
+    cluster: LocalCluster = factory._request.getfixturevalue("redis_cluster")
+    for node in cluster.running():
+        factory.redis_server(node)
+    client = cluster.client()
+    factory.add_closer(client.close)
+    return ShardedRedisBroadcastChannel(client, **options)
+
+
 #: Backend name -> ``factory(channel_factory, server, **channel_options) -> channel``.
 #: Register closers with ``channel_factory.add_closer``; the channel itself is closed for you.
 BACKENDS: dict[str, BackendFactory] = {
     "memory": _memory,
     "redis-resp2": _redis_pubsub(2),
     "redis-resp3": _redis_pubsub(3),
+    "sharded": _sharded,  # RESP2; the cluster runs redis-py's default, RESP3.
+    "sharded-cluster": _sharded_cluster,
+    "streams": _streams(3),
+    "streams-resp2": _streams(2),
 }
+#: Backends whose subscribers ``PUBSUB SHARDNUMSUB`` counts.
+SHARDED_BACKENDS = frozenset({"sharded", "sharded-cluster"})
 
 
 class Task(threading.Thread):
@@ -184,6 +227,14 @@ def redis_server() -> Iterator[RedisServer]:
     """A private redis-server shared by the session; do not kill or pause it."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A private Redis Cluster (3 primaries, 1 replica each) shared by the session; do not
+    kill, pause or reshard its nodes."""
+    with LocalCluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -1,0 +1,421 @@
+"""The Redis Streams backend beyond the contract: expiry, trimming, the shared reader, recovery.
+
+Replay from a cursor is covered in test_streams_replay.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import pytest
+import redis
+
+from broadcast_app import BroadcastChannelError, PublishError
+from broadcast_app.backends.streams import StreamsBroadcastChannel
+
+from .servers import RedisServer, wait_until
+from .test_redis_fork import forked
+
+#: Generous bound for a message that must arrive; it only matters when a test fails.
+WAIT = 5.0
+#: Generous bound for "promptly" (the target is well under 100 ms).
+PROMPTLY = 1.0
+
+
+@pytest.fixture(params=["streams", "streams-resp2"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on the Streams backend, over RESP3 and RESP2."""
+    name: str = request.param
+    return name
+
+
+def admin(server: RedisServer) -> redis.Redis:
+    return server._admin_client()
+
+
+def reader_connections(server: RedisServer) -> list[dict[str, str]]:
+    return [entry for entry in server.clients() if entry["cmd"] == "xread"]
+
+
+def calls(server: RedisServer, command: str) -> int:
+    stats = admin(server).info("commandstats").get(f"cmdstat_{command}", {"calls": 0})
+    return int(stats["calls"])
+
+
+@contextmanager
+def refusing_new_connections(server: RedisServer) -> Iterator[None]:
+    """New connections cannot authenticate inside the block; open ones keep working."""
+    admin(server).config_set("requirepass", "not-the-channel's")
+    try:
+        yield
+    finally:
+        admin(server).config_set("requirepass", "")
+
+
+def kill_reader(server: RedisServer) -> None:
+    (reader,) = reader_connections(server)
+    admin(server).client_kill_filter(_id=reader["id"])
+
+
+# -- publishing -------------------------------------------------------------------------------
+
+
+def test_every_publish_leaves_the_stream_with_a_ttl(channel_factory, redis_server):
+    channel = channel_factory(retention_seconds=30)
+    names = [channel_factory.topic_name() for _ in range(3)]
+    for name in names:
+        channel.topic(name).publish(b"sync")
+        asyncio.run(channel.topic(name).apublish(b"async"))
+    for name in names:
+        assert admin(redis_server).xlen(name) == 2
+        assert 25_000 < admin(redis_server).pttl(name) <= 30_000
+
+
+def test_publish_refreshes_the_expiry(channel_factory, redis_server):
+    channel = channel_factory(retention_seconds=2)
+    topic = channel.topic(channel_factory.topic_name())
+    topic.publish(b"first")
+    admin(redis_server).pexpire(topic.name, 100)
+    topic.publish(b"second")
+    assert admin(redis_server).pttl(topic.name) > 1500
+
+
+def test_fractional_retention_is_kept_to_the_millisecond(channel_factory, redis_server):
+    channel = channel_factory(retention_seconds=1.5)
+    topic = channel.topic(channel_factory.topic_name())
+    topic.publish(b"x")
+    assert 1000 < admin(redis_server).pttl(topic.name) <= 1500
+
+
+@pytest.mark.parametrize("maxlen", [None, 100])
+def test_maxlen_trims_each_stream_approximately(channel_factory, redis_server, maxlen):
+    channel = channel_factory(maxlen=maxlen)
+    topic = channel.topic(channel_factory.topic_name())
+    for number in range(1000):
+        topic.publish(b"%d" % number)
+    length = admin(redis_server).xlen(topic.name)
+    if maxlen is None:
+        assert length == 1000
+    else:
+        # MAXLEN ~ removes whole nodes of up to 100 entries only.
+        assert maxlen <= length < maxlen + 101
+        last = admin(redis_server).xrevrange(topic.name, count=1)
+        assert last[0][1] == {"data": "999"}
+
+
+def test_prefix_names_the_stream_key(channel_factory, redis_server):
+    channel = channel_factory(prefix="app:")
+    topic = channel.topic(channel_factory.topic_name())
+    with topic.subscribe() as sub:
+        topic.publish(b"prefixed")
+        assert sub.receive(WAIT) == b"prefixed"
+    assert admin(redis_server).xlen("app:" + topic.name) == 1
+    assert admin(redis_server).exists(topic.name) == 0
+
+
+def test_publish_to_an_unreachable_redis_raises_publish_error(channel_factory, restartable_redis):
+    # from_url's client fails within about a second.
+    channel = StreamsBroadcastChannel.from_url(restartable_redis.url)
+    channel_factory.add_closer(channel.close)
+    topic = channel.topic(channel_factory.topic_name())
+    topic.publish(b"accepted")
+    restartable_redis.kill()
+    started = time.monotonic()
+    with pytest.raises(PublishError) as raised:
+        topic.publish(b"lost")
+    assert isinstance(raised.value.__cause__, redis.RedisError)
+    assert time.monotonic() - started < 3.0
+
+
+def test_publish_to_a_key_that_is_not_a_stream_raises_publish_error(channel, redis_server):
+    name = f"string:{time.monotonic_ns()}"
+    admin(redis_server).set(name, "not a stream", ex=60)
+    with pytest.raises(PublishError, match="WRONGTYPE"):
+        channel.topic(name).publish(b"x")
+
+
+# -- receiving --------------------------------------------------------------------------------
+
+
+def test_entries_written_by_other_clients_are_delivered(channel, topic_name, redis_server):
+    with channel.topic(topic_name).subscribe() as sub:
+        admin(redis_server).xadd(topic_name, {"data": "plain"})
+        admin(redis_server).xadd(topic_name, {"kind": "note", "data": "data wins"})
+        admin(redis_server).xadd(topic_name, {"message": "first value"})
+        got = [sub.receive(WAIT) for _ in range(3)]
+    assert got == [b"plain", b"data wins", b"first value"]
+
+
+def test_a_key_that_is_not_a_stream_fails_its_subscription_only(
+    channel_factory, redis_server, caplog
+):
+    channel = channel_factory(subscribe_timeout=0.5)
+    bad = channel_factory.topic_name("string")
+    admin(redis_server).set(bad, "not a stream", ex=60)
+    good = channel.topic(channel_factory.topic_name())
+    with good.subscribe() as sub:
+        with pytest.raises(BroadcastChannelError, match="did not confirm"):
+            channel.topic(bad).subscribe().__enter__()
+        good.publish(b"unaffected")
+        assert sub.receive(WAIT) == b"unaffected"
+    assert any("not a stream" in record.getMessage() for record in caplog.records)
+
+
+def test_a_key_replaced_by_another_type_stops_only_its_topic(channel, redis_server, caplog):
+    names = [f"replaced:{time.monotonic_ns()}", f"kept:{time.monotonic_ns()}"]
+    with ExitStack() as stack:
+        replaced, kept = (stack.enter_context(channel.topic(n).subscribe()) for n in names)
+        channel.topic(names[0]).publish(b"before")
+        assert replaced.receive(WAIT) == b"before"
+        admin(redis_server).delete(names[0])
+        admin(redis_server).set(names[0], "now a string", ex=60)
+        channel.topic(names[1]).publish(b"still read")
+        assert kept.receive(WAIT) == b"still read"
+        assert wait_until(lambda: "not a stream" in caplog.text, WAIT)
+        channel.topic(names[1]).publish(b"read after")
+        assert kept.receive(WAIT) == b"read after"
+
+
+def test_a_client_that_decodes_responses_still_carries_bytes(channel_factory, redis_server):
+    client = redis_server.client(decode_responses=True)
+    channel_factory.add_closer(client.close)
+    channel = StreamsBroadcastChannel(client)
+    channel_factory.add_closer(channel.close)
+    topic = channel.topic(channel_factory.topic_name())
+    payload = bytes(range(256))
+    with topic.subscribe() as live:
+        topic.publish(payload)
+        message = live.receive_with_cursor(WAIT)
+        assert message is not None
+        assert message.payload == payload
+    with topic.subscribe(cursor="0-0") as replay:
+        assert replay.receive(WAIT) == payload
+
+
+# -- one reader for everything ----------------------------------------------------------------
+
+
+def test_one_reader_connection_and_thread_for_1000_subscriptions(
+    channel_factory, redis_server, background
+):
+    channel = channel_factory()
+    names = [channel_factory.topic_name() for _ in range(100)]
+    threads_before = threading.active_count()
+    connections_before = redis_server.connected_clients()
+    with ExitStack() as stack:
+        subs = [
+            stack.enter_context(channel.topic(names[number % 100]).subscribe())
+            for number in range(1000)
+        ]
+        for name in names:
+            channel.topic(name).publish(name.encode())
+        for sub in subs:
+            assert sub.receive(WAIT) == sub.topic.encode()
+        assert threading.active_count() - threads_before <= 1
+        assert len(reader_connections(redis_server)) == 1
+        # The reader, and one pooled connection for publishing and CLIENT UNBLOCK.
+        assert redis_server.connected_clients() - connections_before <= 2
+
+
+def test_new_and_left_topics_interrupt_the_blocked_read(channel_factory, redis_server):
+    """The read blocks for the health-check interval; topic changes must not wait for it."""
+    channel = channel_factory(health_check_interval=60)
+    first = channel.topic(channel_factory.topic_name())
+    with first.subscribe():
+        assert wait_until(lambda: reader_connections(redis_server), WAIT)
+        for _ in range(5):
+            other = channel.topic(channel_factory.topic_name())
+            started = time.monotonic()
+            with other.subscribe() as sub:
+                assert time.monotonic() - started < PROMPTLY
+                other.publish(b"read at once")
+                assert sub.receive(PROMPTLY) == b"read at once"
+                time.sleep(0.1)  # The reader blocks again.
+                reads = calls(redis_server, "xread")
+            # Leaving re-issues the read without the topic, well before the block ends.
+            assert wait_until(lambda r=reads: calls(redis_server, "xread") > r, PROMPTLY)
+
+
+def test_closing_the_channel_is_prompt_while_the_reader_blocks(channel_factory, background):
+    channel = channel_factory(health_check_interval=60)
+    topic = channel.topic(channel_factory.topic_name())
+    with topic.subscribe() as sub:
+        consumer = background(list, sub)
+        time.sleep(0.1)
+        started = time.monotonic()
+        channel.close()
+        assert time.monotonic() - started < PROMPTLY
+        assert consumer.result(PROMPTLY) == []
+
+
+def test_idle_subscriptions_cost_no_reads(channel_factory, redis_server):
+    channel = channel_factory(health_check_interval=60)
+    with ExitStack() as stack:
+        for _ in range(100):
+            stack.enter_context(channel.topic(channel_factory.topic_name()).subscribe())
+        time.sleep(0.1)
+        reads = calls(redis_server, "xread")
+        time.sleep(0.5)
+        assert calls(redis_server, "xread") == reads
+
+
+# -- recovery ---------------------------------------------------------------------------------
+
+
+def numbered(count: int, start: int = 0) -> list[bytes]:
+    return [b"%d" % number for number in range(start, start + count)]
+
+
+def receive_all(sub: Any, count: int) -> list[bytes | None]:
+    return [sub.receive(WAIT) for _ in range(count)]
+
+
+def test_a_killed_reader_connection_resumes_without_loss(
+    channel_factory, restartable_redis, caplog
+):
+    caplog.set_level(logging.INFO, logger="broadcast_app")
+    channel = channel_factory(server=restartable_redis)
+    topic = channel.topic(channel_factory.topic_name())
+    with topic.subscribe() as sub:
+        topic.publish(b"before")
+        assert sub.receive(WAIT) == b"before"
+        with refusing_new_connections(restartable_redis):
+            kill_reader(restartable_redis)
+            # The reader cannot reconnect yet: all of these are published in its absence.
+            for payload in numbered(300):
+                topic.publish(payload)
+            time.sleep(0.3)
+        assert receive_all(sub, 300) == numbered(300)
+        topic.publish(b"after")
+        assert sub.receive(WAIT) == b"after"
+        assert (sub.gaps, sub.dropped) == (0, 0)
+    messages = [(record.levelno, record.getMessage()) for record in caplog.records]
+    assert any(level == logging.WARNING and "reconnecting" in m for level, m in messages)
+    assert any(level == logging.INFO and "Reconnected" in m for level, m in messages)
+
+
+def test_a_frozen_server_is_detected_and_the_reader_resumes(
+    channel_factory, restartable_redis, caplog
+):
+    channel = channel_factory(server=restartable_redis, health_check_interval=0.2)
+    topic = channel.topic(channel_factory.topic_name())
+    publisher = restartable_redis.client()
+    channel_factory.add_closer(publisher.close)
+    with topic.subscribe() as sub:
+        publisher.xadd(topic.name, {"data": "before"})
+        assert sub.receive(WAIT) == b"before"
+        restartable_redis.pause()
+        try:
+            # Twice the interval without a reply: the reader drops the connection.
+            assert wait_until(lambda: "no reply" in caplog.text, WAIT)
+        finally:
+            restartable_redis.resume()
+        with refusing_new_connections(restartable_redis):
+            for payload in numbered(50):
+                publisher.xadd(topic.name, {"data": payload})
+        assert receive_all(sub, 50) == numbered(50)
+        assert sub.gaps == 0
+
+
+def test_entries_trimmed_while_the_reader_was_away_count_as_a_gap(
+    channel_factory, restartable_redis
+):
+    channel = channel_factory(server=restartable_redis, maxlen=10)
+    topic, other = (channel.topic(channel_factory.topic_name()) for _ in range(2))
+    with topic.subscribe() as trimmed, other.subscribe() as untouched:
+        topic.publish(b"seen")
+        assert trimmed.receive(WAIT) == b"seen"
+        with refusing_new_connections(restartable_redis):
+            kill_reader(restartable_redis)
+            for payload in numbered(500):
+                topic.publish(payload)
+            other.publish(b"kept")
+            time.sleep(0.3)
+        assert wait_until(lambda: trimmed.gaps == 1, WAIT)
+        assert untouched.receive(WAIT) == b"kept"
+        assert untouched.gaps == 0
+        # What is still retained arrives, in order, ending with the newest.
+        got = []
+        while (message := trimmed.receive(0.5)) is not None:
+            got.append(message)
+        assert 10 <= len(got) < 500
+        assert got == numbered(len(got), 500 - len(got))
+
+
+def test_a_restarted_server_counts_as_a_gap_and_the_subscription_goes_on(
+    channel_factory, restartable_redis
+):
+    channel = channel_factory(server=restartable_redis)
+    topic = channel.topic(channel_factory.topic_name())
+    with topic.subscribe() as sub:
+        topic.publish(b"before")
+        assert sub.receive(WAIT) == b"before"
+        restartable_redis.kill()
+        restartable_redis.restart()
+        assert wait_until(lambda: sub.gaps == 1, WAIT)
+        topic.publish(b"after")
+        assert sub.receive(WAIT) == b"after"
+
+
+def test_a_forked_child_reads_with_its_own_reader(channel_factory, restartable_redis):
+    channel = channel_factory(server=restartable_redis)
+    topic = channel.topic(channel_factory.topic_name())
+
+    def child_body(report: Any) -> None:
+        with topic.subscribe() as sub:
+            report(ready=True)
+            message = sub.receive(WAIT)
+            report(got=message.decode() if message else None)
+        channel.close()
+        report(closed=True)
+
+    with topic.subscribe() as parent:
+        topic.publish(b"before the fork")
+        assert parent.receive(WAIT) == b"before the fork"
+        with forked(child_body) as child:
+            assert child.next_report() == {"ready": True}
+            topic.publish(b"to both")
+            assert child.next_report() == {"got": "to both"}
+            assert child.next_report() == {"closed": True}
+            assert child.wait() == 0
+        assert parent.receive(WAIT) == b"to both"
+        topic.publish(b"the parent reads on")
+        assert parent.receive(WAIT) == b"the parent reads on"
+        assert len(reader_connections(restartable_redis)) == 1
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_from_url_sorts_channel_and_client_options(redis_server):
+    channel = StreamsBroadcastChannel.from_url(
+        redis_server.url, retention_seconds=5, maxlen=50, prefix="p:", socket_timeout=3
+    )
+    try:
+        assert (channel.retention_seconds, channel.maxlen, channel.prefix) == (5.0, 50, "p:")
+        assert channel.client.connection_pool.connection_kwargs["socket_timeout"] == 3
+        topic = channel.topic(f"url:{time.monotonic_ns()}")
+        with topic.subscribe() as sub:
+            topic.publish(b"through from_url")
+            assert sub.receive(WAIT) == b"through from_url"
+    finally:
+        channel.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"retention_seconds": 0}, {"retention_seconds": -1}, {"maxlen": 0}, {"maxlen": 1.5}],
+)
+def test_bad_options_are_rejected(redis_server, options):
+    client = redis_server.client()
+    try:
+        with pytest.raises(ValueError, match=next(iter(options))):
+            StreamsBroadcastChannel(client, **options)
+    finally:
+        client.close()
