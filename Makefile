@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
+DEMO_STAMP := $(VENV)/.demo-installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 
 .PHONY: test lint typecheck pytest demo bench system-deps clean
 
@@ -31,7 +32,14 @@ pytest: $(STAMP) system-deps
 
 test: lint typecheck pytest
 
-demo: $(STAMP)
+# The demo needs only its own extra (uvicorn, celery), not the test tools.
+$(DEMO_STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	rm -f $(VENV)/.demo-installed-*
+	touch $@
+
+demo: $(DEMO_STAMP)
 	@bash scripts/demo.sh
 
 bench: $(STAMP) system-deps

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make demo`: migrate, then serve the demo project under uvicorn (ASGI) until Ctrl-C.
+# REDIS_URL unset: in-memory channel, jobs run in the web process. Set: Redis + a Celery worker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=.venv/bin
+HOST=${DEMO_HOST:-127.0.0.1}
+PORT=${DEMO_PORT:-8000}
+export DJANGO_SETTINGS_MODULE=testproject.settings
+# A development server: debug pages, and no warning that in-memory messages stay in-process.
+export DJANGO_DEBUG=${DJANGO_DEBUG:-1}
+
+"$BIN/python" manage.py migrate --no-input --verbosity 0
+
+if [ -n "${REDIS_URL:-}" ]; then
+    cat <<EOF
+
+  broadcast_app demo, Redis mode: channel and Celery broker at $REDIS_URL
+  Open http://$HOST:$PORT/ and run, each in another terminal:
+    REDIS_URL=$REDIS_URL $BIN/celery -A testproject worker --loglevel=INFO
+    REDIS_URL=$REDIS_URL $BIN/python manage.py tail_topic chat
+  Ctrl-C stops the server.
+
+EOF
+else
+    cat <<EOF
+
+  broadcast_app demo, in-memory mode: jobs run in a thread of this web process.
+  Open http://$HOST:$PORT/
+  To go through Redis with a Celery worker and a terminal, run instead:
+    REDIS_URL=redis://localhost:6379/0 make demo
+    REDIS_URL=redis://localhost:6379/0 $BIN/celery -A testproject worker --loglevel=INFO
+  Ctrl-C stops the server.
+
+EOF
+fi
+
+# uvicorn, with open streams ended at Ctrl-C (testproject/demo/management/commands/serve_demo.py).
+exec "$BIN/python" manage.py serve_demo --host "$HOST" --port "$PORT"

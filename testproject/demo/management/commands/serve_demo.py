@@ -1,0 +1,50 @@
+"""``manage.py serve_demo``: serve the project under uvicorn; Ctrl-C ends open streams cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import uvicorn
+from django.core.management.base import BaseCommand, CommandParser
+
+from broadcast_app.conf import channels
+
+#: Seconds uvicorn waits for open responses before it cancels them.
+GRACEFUL_SHUTDOWN_SECONDS = 2
+
+
+class StreamEndingServer(uvicorn.Server):
+    """A uvicorn server that ends open event streams when it shuts down.
+
+    uvicorn waits for open responses, then cancels them (logging each as an error).
+    Closing the broadcast channels first ends every stream normally: the responses
+    complete, the server stops at once, and browsers reconnect to the next server.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # No new streams from here on.
+        await asyncio.to_thread(channels.reset)
+        await super().shutdown(sockets)
+
+
+class Command(BaseCommand):
+    help = "Serve the project under uvicorn (ASGI) until Ctrl-C; open streams end cleanly."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1", help="The address to listen on.")
+        parser.add_argument("--port", type=int, default=8000, help="The port to listen on.")
+        parser.add_argument("--no-access-log", action="store_true", help="Do not log each request.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        config = uvicorn.Config(
+            "testproject.asgi:application",
+            host=options["host"],
+            port=options["port"],
+            lifespan="off",
+            access_log=not options["no_access_log"],
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+        StreamEndingServer(config).run()

@@ -1,0 +1,105 @@
+"""Settings of the project the tests and the demo run.
+
+Environment variables:
+    REDIS_URL: a ``redis://`` URL; when set, the ``"default"`` broadcast channel is
+        Redis Pub/Sub there and Celery's broker too, so a worker runs the demo's jobs.
+        Else the channel is in-memory and Celery runs jobs eagerly, in the web process.
+    BROADCAST_STREAM_AUTHORIZER: dotted path of the stream view's authorizer
+        (default: the demo's, ``testproject.demo.authorizer.can_stream``).
+    DEMO_JOB_STEPS, DEMO_STEP_SECONDS: the length of a demo job (10 steps of 0.5 s).
+    BROADCAST_STREAM_HEARTBEAT: seconds between keep-alives of idle streams.
+    DJANGO_DEBUG: "1" turns DEBUG on.
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-key-for-tests-and-the-demo-only")
+DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "broadcast_app",
+    "testproject.demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # On purpose: the stream view must not be buffered by it.
+    "django.middleware.gzip.GZipMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
+ROOT_URLCONF = "testproject.urls"
+WSGI_APPLICATION = "testproject.wsgi.application"
+ASGI_APPLICATION = "testproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"},
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Sessions live in a signed cookie: no database write per request, and every process
+# that shares SECRET_KEY (web servers restarted mid-stream included) reads them.
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+USE_TZ = True
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    BROADCAST_CHANNELS = {
+        "default": {
+            "BACKEND": "broadcast_app.backends.redis.RedisBroadcastChannel",
+            "LOCATION": REDIS_URL,
+        },
+    }
+else:
+    BROADCAST_CHANNELS = {
+        "default": {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"},
+    }
+
+BROADCAST_STREAM_AUTHORIZER = (
+    os.environ.get("BROADCAST_STREAM_AUTHORIZER") or "testproject.demo.authorizer.can_stream"
+)
+BROADCAST_STREAM_HEARTBEAT = float(os.environ.get("BROADCAST_STREAM_HEARTBEAT", "15"))
+
+# Celery (testproject/celery.py reads the CELERY_ settings). Without Redis the tasks run
+# eagerly; the demo then starts each in a thread so the request that enqueues it returns.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_IGNORE_RESULT = True  # Progress travels over the broadcast channel.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+DEMO_JOB_STEPS = int(os.environ.get("DEMO_JOB_STEPS", "10"))
+DEMO_STEP_SECONDS = float(os.environ.get("DEMO_STEP_SECONDS", "0.5"))
+
+# Errors and the app's own warnings reach the console even with DEBUG off.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
+        "broadcast_app": {"handlers": ["console"], "level": "WARNING"},
+    },
+}
