@@ -254,6 +254,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 def channel_factory(
     backend: str, request: pytest.FixtureRequest, no_thread_leaks: None
 ) -> Iterator[ChannelFactory]:
+    if "restartable_redis" in request.fixturenames:
+        # Set the test's own server up first, so that it is stopped only after the
+        # factory's leak checks, whatever order the test names its fixtures in.
+        request.getfixturevalue("restartable_redis")
     factory = ChannelFactory(backend, request)
     yield factory
     factory.finish()
