@@ -38,7 +38,8 @@ BACKEND_HINT = (
 )
 LOCATION_HINT = (
     "Give the URL the backend connects to, e.g. 'redis://localhost:6379/0', "
-    "'rediss://...' (TLS) or 'unix:///path/to/redis.sock'; the in-memory backend takes none."
+    "'rediss://...' (TLS) or 'unix:///path/to/redis.sock', or for the sharded backend a list "
+    "of cluster seed URLs; the in-memory backend takes none."
 )
 OPTIONS_HINT = (
     "OPTIONS are keyword arguments of the backend (buffer_size, subscribe_timeout, ...) "

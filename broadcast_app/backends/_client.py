@@ -78,7 +78,8 @@ class RedisClientChannel(BaseBroadcastChannel):
         The channel closes this client when it is closed.
 
         Raises:
-            ValueError: the URL or an option is invalid.
+            ValueError: the URL or an option's value is invalid.
+            TypeError: an option is unknown.
         """
         parameters = inspect.signature(cls.__init__).parameters.values()
         channel_options = {
@@ -92,6 +93,10 @@ class RedisClientChannel(BaseBroadcastChannel):
         client_options = {**defaults, **options}
         client = redis.Redis.from_url(url, **client_options)
         try:
+            pool = client.connection_pool
+            # redis-py keeps unknown options until it connects; a connection object built
+            # here (no socket is opened) rejects a misspelt one now, as a TypeError.
+            pool.connection_class(**pool.connection_kwargs)
             channel = cls(client, **channel_options)
         except BaseException:
             client.close()
@@ -109,16 +114,7 @@ class RedisClientChannel(BaseBroadcastChannel):
                 f"{cls.__name__} needs a LOCATION that is one redis://, rediss:// or unix:// "
                 f"URL, not {location!r}."
             )
-        channel = cls.from_url(location, **options)
-        pool = channel.client.connection_pool
-        try:
-            # redis-py keeps unknown options until it connects; a connection object built
-            # here (no socket is opened) rejects them now.
-            pool.connection_class(**pool.connection_kwargs)
-        except TypeError:
-            channel.close()
-            raise
-        return channel
+        return cls.from_url(location, **options)
 
     def reader_connection(self) -> SubscriberConnection:
         """Return a new, unconnected connection for a reader thread to own."""
