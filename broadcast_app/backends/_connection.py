@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -76,3 +77,74 @@ def interrupt(connection: SubscriberConnection) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+
+
+class ConnectionReader:
+    """A feed's dedicated connection and the daemon thread that reads it.
+
+    The thread runs ``_run()``; it is started by ``_start_reader()`` (call with ``_lock``
+    held) and stopped by ``_stop_reader()``, which wakes it from a blocked read and
+    joins it. ``_open()`` connects on the reader thread, so that a connection being made
+    while the feed closes is shut too. Subclasses guard their own state with ``_lock``.
+    """
+
+    def __init__(self, connect: ConnectionFactory, name: str) -> None:
+        self._connect = connect
+        self._name = name
+        self._lock = threading.Lock()
+        self._connection: SubscriberConnection | None = None
+        self._connecting: SubscriberConnection | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _start_reader(self) -> bool:
+        """Start the reader thread unless it runs or the feed is closing; True if started."""
+        if self._thread is not None or self._stopping.is_set():
+            return False
+        self._thread = threading.Thread(
+            target=self._run, name=f"broadcast_app-{self._name}-reader", daemon=True
+        )
+        self._thread.start()
+        return True
+
+    def _stop_reader(self) -> None:
+        """Make the reader thread end, and wait (up to 5 s) until it has."""
+        self._stopping.set()
+        with self._lock:
+            connections = (self._connection, self._connecting)
+            thread = self._thread
+        for connection in connections:
+            if connection is not None:
+                interrupt(connection)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+
+    def _open(self) -> SubscriberConnection | None:
+        """Connect; then, with ``_lock`` held, make it the live connection and call
+        ``_opened()``. None if the feed is closing."""
+        connection = self._connect()
+        with self._lock:
+            self._connecting = connection
+        try:
+            connection.connect()
+        finally:
+            with self._lock:
+                self._connecting = None
+        with self._lock:
+            if self._stopping.is_set():
+                connection.disconnect()
+                return None
+            self._connection = connection
+            self._opened(connection)
+        return connection
+
+    def _opened(self, connection: SubscriberConnection) -> None:
+        """Hook: the connection is live; called with ``_lock`` held."""
+
+    def _forget_connection(self, connection: SubscriberConnection) -> None:
+        """Stop using ``connection``; call with ``_lock`` held, then disconnect it."""
+        if self._connection is connection:
+            self._connection = None

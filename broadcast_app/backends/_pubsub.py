@@ -7,7 +7,6 @@ for SUBSCRIBE, ``SHARDED_COMMANDS`` for SSUBSCRIBE).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from typing import Any, NamedTuple
@@ -17,9 +16,9 @@ from redis.exceptions import RedisError, ResponseError
 from ._connection import (
     BACKOFF_CAP,
     ConnectionFactory,
+    ConnectionReader,
     SubscriberConnection,
     backoff_delay,
-    interrupt,
 )
 from ._hub import Hub, Upstream
 from ._inbox import Latch
@@ -49,7 +48,7 @@ class _ConnectionLost(RedisError):
     pass
 
 
-class PubSubFeed(Upstream):
+class PubSubFeed(ConnectionReader, Upstream):
     """Feeds a hub from one Redis Pub/Sub connection, read by one daemon thread.
 
     The thread starts with the first topic and lives until ``close()``. Subscribe and
@@ -74,22 +73,16 @@ class PubSubFeed(Upstream):
         health_check_interval: float = 30.0,
         name: str = "redis",
     ) -> None:
+        super().__init__(connect, name)
         self._hub = hub
-        self._connect = connect
         self._commands = commands
         self._prefix = prefix
         self._health_check_interval = health_check_interval
-        self._name = name
-        self._lock = threading.Lock()
         self._latches: dict[str, Latch] = {}
         # Commands written on the current connection and not yet answered, in order, so
         # that an error reply names its command; and the unanswered SUBSCRIBEs per topic.
         self._sent: deque[tuple[str, str]] = deque()
         self._unconfirmed: dict[str, int] = {}
-        self._connection: SubscriberConnection | None = None
-        self._connecting: SubscriberConnection | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     # -- Upstream, called by the hub under its lock --------------------------------
 
@@ -99,11 +92,8 @@ class PubSubFeed(Upstream):
             latch = self._latches[topic] = latch or Latch()
             if self._connection is not None:
                 self._write(self._commands.subscribe, topic)
-            elif self._thread is None and not self._stopping.is_set():
-                self._thread = threading.Thread(
-                    target=self._run, name=f"broadcast_app-{self._name}-reader", daemon=True
-                )
-                self._thread.start()
+            else:
+                self._start_reader()
             return latch
 
     def confirmation(self, topic: str) -> Latch:
@@ -124,17 +114,9 @@ class PubSubFeed(Upstream):
             return self._latches.pop(topic, None)
 
     def close(self) -> None:
-        self._stopping.set()
         with self._lock:
             self._latches.clear()
-            connections = (self._connection, self._connecting)
-            self._connection = None
-            thread = self._thread
-        for connection in connections:
-            if connection is not None:
-                interrupt(connection)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
+        self._stop_reader()
 
     # -- helpers -------------------------------------------------------------------
 
@@ -256,32 +238,16 @@ class PubSubFeed(Upstream):
             failures = 1 if healthy else failures + 1
             self._stopping.wait(backoff_delay(failures))
 
-    def _open(self) -> SubscriberConnection | None:
-        """Connect and subscribe every topic; None if closing."""
-        connection = self._connect()
-        with self._lock:
-            self._connecting = connection
-        try:
-            connection.connect()
-        finally:
-            with self._lock:
-                self._connecting = None
-        with self._lock:
-            if self._stopping.is_set():
-                connection.disconnect()
-                return None
-            self._connection = connection
-            self._sent.clear()
-            self._unconfirmed.clear()
-            if self._latches:
-                self._write(self._commands.subscribe, *self._latches)
-        return connection
+    def _opened(self, connection: SubscriberConnection) -> None:
+        self._sent.clear()
+        self._unconfirmed.clear()
+        if self._latches:
+            self._write(self._commands.subscribe, *self._latches)
 
     def _drop(self, connection: SubscriberConnection) -> list[str]:
         """Forget a dead connection; return its topics, whose latches are re-armed."""
         with self._lock:
-            if self._connection is connection:
-                self._connection = None
+            self._forget_connection(connection)
             for topic, latch in self._latches.items():
                 if latch.is_set():
                     self._latches[topic] = Latch()

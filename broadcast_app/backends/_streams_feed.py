@@ -6,14 +6,13 @@ import contextlib
 import logging
 import select
 import socket
-import threading
 import time
 from typing import Any
 
 import redis
 from redis.exceptions import RedisError, ResponseError
 
-from ._connection import ConnectionFactory, SubscriberConnection, backoff_delay, interrupt
+from ._connection import ConnectionFactory, ConnectionReader, SubscriberConnection, backoff_delay
 from ._hub import Hub, Upstream
 from ._inbox import Latch
 from ._stream_scripts import PROBE_SCRIPT, Probe, payload_of, text
@@ -50,7 +49,7 @@ class _Topic:
         self.broken = False
 
 
-class StreamsFeed(Upstream):
+class StreamsFeed(ConnectionReader, Upstream):
     """Feeds a hub from Redis Streams through one connection, read by one daemon thread.
 
     The thread starts with the first topic and lives until ``close()``. It loops on one
@@ -78,19 +77,13 @@ class StreamsFeed(Upstream):
         retention_seconds: float,
         name: str = "streams",
     ) -> None:
+        super().__init__(connect, name)
         self._hub = hub
-        self._connect = connect
         self._client = client
         self._prefix = prefix
         self._interval = health_check_interval
         self._retention = retention_seconds
-        self._name = name
-        self._lock = threading.Lock()
         self._topics: dict[str, _Topic] = {}
-        self._connection: SubscriberConnection | None = None
-        self._connecting: SubscriberConnection | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
         # The wake-up pair: listeners write to _waker, the reader selects on _alarm.
         self._waker: socket.socket | None = None
         self._alarm: socket.socket | None = None
@@ -110,10 +103,7 @@ class StreamsFeed(Upstream):
                 self._waker, self._alarm = socket.socketpair()
                 self._waker.setblocking(False)
                 self._alarm.setblocking(False)
-                self._thread = threading.Thread(
-                    target=self._run, name=f"broadcast_app-{self._name}-reader", daemon=True
-                )
-                self._thread.start()
+                self._start_reader()
             else:
                 self._wake()
             return state.latch
@@ -131,14 +121,8 @@ class StreamsFeed(Upstream):
         self._stopping.set()
         with self._lock:
             self._topics.clear()
-            connections = (self._connection, self._connecting)
-            thread = self._thread
             self._wake()
-        for connection in connections:
-            if connection is not None:
-                interrupt(connection)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
+        self._stop_reader()
 
     # -- wake-ups ------------------------------------------------------------------
 
@@ -218,19 +202,9 @@ class StreamsFeed(Upstream):
 
     def _open(self) -> SubscriberConnection | None:
         """Connect, and learn the connection's client ID; None if closing."""
-        connection = self._connect()
-        with self._lock:
-            self._connecting = connection
-        try:
-            connection.connect()
-        finally:
-            with self._lock:
-                self._connecting = None
-        with self._lock:
-            if self._stopping.is_set():
-                connection.disconnect()
-                return None
-            self._connection = connection
+        connection = super()._open()
+        if connection is None:
+            return None
         connection.send_command("CLIENT", "ID", check_health=False)
         connection.send_command("INFO", "server", check_health=False)
         self._reader_id = int(self._reply(connection))
@@ -242,8 +216,7 @@ class StreamsFeed(Upstream):
 
     def _drop(self, connection: SubscriberConnection) -> None:
         with self._lock:
-            if self._connection is connection:
-                self._connection = None
+            self._forget_connection(connection)
         connection.disconnect()
 
     def _reply(self, connection: SubscriberConnection) -> Any:
