@@ -35,6 +35,29 @@ def default_retry() -> Retry:
     return Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
 
 
+def client_from_url(url: str, options: Mapping[str, Any]) -> redis.Redis:
+    """Return a ``redis.Redis`` for ``url`` with ``options`` over ``CLIENT_DEFAULTS`` and
+    ``default_retry()``. No I/O.
+
+    Raises:
+        ValueError: the URL or an option's value is invalid.
+        TypeError: an option is unknown.
+    """
+    defaults = {**CLIENT_DEFAULTS, "retry": default_retry()}
+    if urlsplit(url).scheme == "unix":
+        del defaults["socket_keepalive"]  # A TCP option; Unix socket connections refuse it.
+    client = redis.Redis.from_url(url, **{**defaults, **options})
+    pool = client.connection_pool
+    try:
+        # redis-py keeps unknown options until it connects; a connection object built
+        # here (no socket is opened) rejects a misspelt one now.
+        pool.connection_class(**pool.connection_kwargs)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
 class RedisClientChannel(BaseBroadcastChannel):
     """A channel on one Redis server, reached through a ``redis.Redis`` client.
 
@@ -87,16 +110,8 @@ class RedisClientChannel(BaseBroadcastChannel):
             for parameter in parameters
             if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.name in options
         }
-        defaults = {**CLIENT_DEFAULTS, "retry": default_retry()}
-        if urlsplit(url).scheme == "unix":
-            del defaults["socket_keepalive"]  # A TCP option; Unix socket connections refuse it.
-        client_options = {**defaults, **options}
-        client = redis.Redis.from_url(url, **client_options)
+        client = client_from_url(url, options)
         try:
-            pool = client.connection_pool
-            # redis-py keeps unknown options until it connects; a connection object built
-            # here (no socket is opened) rejects a misspelt one now, as a TypeError.
-            pool.connection_class(**pool.connection_kwargs)
             channel = cls(client, **channel_options)
         except BaseException:
             client.close()

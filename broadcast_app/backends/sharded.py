@@ -20,7 +20,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from ..exceptions import PublishError
-from ._client import CLIENT_DEFAULTS, DEFAULT_HEALTH_CHECK_INTERVAL, default_retry
+from ._client import CLIENT_DEFAULTS, DEFAULT_HEALTH_CHECK_INTERVAL, client_from_url
 from ._connection import subscriber_connection
 from ._hub import Hub, Upstream
 from ._shards import CLUSTER_ERRORS, ShardFeed, ShardRouter
@@ -147,9 +147,7 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
         if cluster:
             client = _cluster_factory([url] if isinstance(url, str) else url, options)
         elif isinstance(url, str):
-            client = redis.Redis.from_url(
-                url, **{**CLIENT_DEFAULTS, "retry": default_retry(), **options}
-            )
+            client = client_from_url(url, options)
         else:
             raise ValueError(
                 f"A list of URLs means a Redis Cluster; cluster=False contradicts {url!r}."
