@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -191,20 +192,21 @@ def test_live_messages_the_replay_got_first_are_not_repeated(channel, topic_name
         topic.publish(payload)
     with topic.subscribe(cursor="0-0") as sub:
         hub = channel.hub
-        dispatch, gate, held = hub.dispatch, threading.Event(), threading.Event()
+        dispatch_many, gate, held = hub.dispatch_many, threading.Event(), threading.Event()
 
-        def lagging_dispatch(name: str, message: StreamMessage) -> None:
+        def lagging_dispatch(messages: Iterable[tuple[str, StreamMessage]]) -> None:
+            messages = list(messages)
             held.set()
             gate.wait(WAIT)
-            dispatch(name, message)
+            dispatch_many(messages)
 
-        monkeypatch.setattr(hub, "dispatch", lagging_dispatch)
+        monkeypatch.setattr(hub, "dispatch_many", lagging_dispatch)
         for payload in numbered(3, 5):
             topic.publish(payload)
         assert held.wait(WAIT)  # The reader has read them, and waits.
         replayed = [sub.receive(WAIT) for _ in range(8)]
         gate.set()
-        monkeypatch.setattr(hub, "dispatch", dispatch)
+        monkeypatch.setattr(hub, "dispatch_many", dispatch_many)
         topic.publish(b"live")
         rest = [m.payload for m in receive_until_quiet(sub, 0.3)]
     assert replayed == numbered(8)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Generic, Protocol, TypeVar
 
 from ..exceptions import BroadcastChannelError
-from ._inbox import Inbox, Latch
+from ._inbox import Inbox, Latch, wake_all
 
 T = TypeVar("T")
 
@@ -132,8 +132,18 @@ class Hub(Generic[T]):
 
     def dispatch(self, topic: str, item: T) -> None:
         """Deliver ``item`` to every inbox of ``topic``. Never blocks."""
-        for inbox in self._routes.get(topic, ()):
-            inbox.put(item)
+        self.dispatch_many(((topic, item),))
+
+    def dispatch_many(self, messages: Iterable[tuple[str, T]]) -> None:
+        """Deliver ``(topic, item)`` pairs in order, then wake each waiting consumer
+        once: a consumer of a busy topic drains a batch per wake-up. Never blocks."""
+        routes = self._routes
+        waiting: dict[Inbox[T], None] = {}
+        for topic, item in messages:
+            for inbox in routes.get(topic, ()):
+                if inbox.push(item):
+                    waiting[inbox] = None
+        wake_all(waiting)
 
     def inboxes(self, topic: str) -> tuple[Inbox[T], ...]:
         return self._routes.get(topic, ())

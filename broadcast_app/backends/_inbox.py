@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 from ..exceptions import SubscriptionClosedError
@@ -27,9 +28,10 @@ DROP_LOG_INTERVAL = 10.0
 _AsyncWaiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolve(*futures: asyncio.Future[None]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 def _wake(waiter: _AsyncWaiter) -> None:
@@ -37,6 +39,19 @@ def _wake(waiter: _AsyncWaiter) -> None:
     # A closed loop raises RuntimeError: its consumer is gone, nobody needs waking.
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(_resolve, future)
+
+
+def wake_all(inboxes: Iterable[Inbox[T]]) -> None:
+    """Wake the consumers of ``inboxes``: threads one by one, asyncio tasks with one
+    call per event loop (each such call writes to the loop's self-pipe)."""
+    futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for inbox in inboxes:
+        waiter = inbox.wake()
+        if waiter is not None:
+            futures.setdefault(waiter[0], []).append(waiter[1])
+    for loop, waiting in futures.items():
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, *waiting)
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -100,7 +115,8 @@ class Inbox(Generic[T]):
     """The bounded buffer of one subscription.
 
     ``put()`` never blocks: when the buffer holds ``capacity`` items the oldest is
-    dropped and counted. ``get()`` and ``aget()`` are for the single consumer;
+    dropped and counted. ``push()`` then ``wake()`` split it, so that a batch of items
+    wakes the consumer once. ``get()`` and ``aget()`` are for the single consumer;
     ``close()`` and ``mark_gap()`` may be called from any thread.
     """
 
@@ -138,11 +154,19 @@ class Inbox(Generic[T]):
         self.gaps = 0
 
     def put(self, item: T) -> None:
-        """Append ``item``, dropping the oldest item when full. Never blocks."""
+        """Append ``item``, dropping the oldest item when full, and wake the consumer."""
+        if self.push(item):
+            wake_all((self,))
+
+    def push(self, item: T) -> bool:
+        """Append ``item``, dropping the oldest item when full; never blocks.
+
+        Returns True when the consumer waits: ``wake()`` (or ``wake_all``) must follow.
+        """
         report = 0
         with self._lock:
             if self.closed:
-                return
+                return False
             if len(self._items) >= self._capacity:
                 self._items.popleft()
                 self.dropped += 1
@@ -154,11 +178,7 @@ class Inbox(Generic[T]):
                 if now - self._logged_at >= DROP_LOG_INTERVAL:
                     report, self._unlogged_drops, self._logged_at = self._unlogged_drops, 0, now
             self._items.append(item)
-            if self._sync_waiting:
-                self._ready.notify()
-            waiter, self._async_waiter = self._async_waiter, None
-        if waiter is not None:
-            _wake(waiter)
+            waiting = self._sync_waiting or self._async_waiter is not None
         if report:
             logger.warning(
                 "A subscriber of topic %r is too slow: dropped %d message(s) "
@@ -168,6 +188,16 @@ class Inbox(Generic[T]):
                 self._capacity,
                 self.dropped,
             )
+        return waiting
+
+    def wake(self) -> _AsyncWaiter | None:
+        """Wake a consumer thread waiting in ``get()``; return the waiter of a task
+        awaiting ``aget()``, for the caller to wake (see ``wake_all``)."""
+        with self._lock:
+            if self._sync_waiting:
+                self._ready.notify()
+            waiter, self._async_waiter = self._async_waiter, None
+        return waiter
 
     def mark_gap(self) -> None:
         """Record that messages may have been missed (an upstream outage)."""

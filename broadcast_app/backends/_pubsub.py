@@ -26,6 +26,8 @@ from ._inbox import Latch
 logger = logging.getLogger("broadcast_app")
 
 _PING = "PING"
+#: Most replies handled before the messages among them are delivered.
+READ_BATCH = 1024
 
 
 class PubSubCommands(NamedTuple):
@@ -270,21 +272,46 @@ class PubSubFeed(ConnectionReader, Upstream):
                 awaiting_pong = True
                 continue
             awaiting_pong = False
-            try:
-                response = connection.read_response(push_request=True)
-            except ResponseError as error:
-                self._error_reply(error)
-            else:
-                self._handle(response)
+            self._receive(connection)
+
+    def _receive(self, connection: SubscriberConnection) -> None:
+        """Handle the replies that have arrived (at most ``READ_BATCH``), delivering the
+        messages among them together, so each waiting consumer wakes once per batch."""
+        messages: list[tuple[str, bytes]] = []
+        try:
+            for _ in range(READ_BATCH):
+                try:
+                    response = connection.read_response(push_request=True)
+                except ResponseError as error:
+                    self._deliver(messages)
+                    self._error_reply(error)
+                else:
+                    if (
+                        isinstance(response, list)
+                        and len(response) == 3
+                        and response[0] == self._commands.message
+                    ):
+                        messages.append((self._topic(response[1]), response[2]))
+                    else:
+                        self._deliver(messages)
+                        self._handle(response)
+                if not connection.can_read(timeout=0):
+                    break
+        finally:
+            self._deliver(messages)
+
+    def _deliver(self, messages: list[tuple[str, bytes]]) -> None:
+        if messages:
+            self._hub.dispatch_many(messages)
+            messages.clear()
 
     def _handle(self, response: Any) -> None:
+        """Handle a reply that is not a message."""
         if not isinstance(response, list) or len(response) < 3:
             self._answered(_PING, "")  # RESP3 "PONG", or RESP2 ["pong", ""].
             return
         kind = response[0]
-        if kind == self._commands.message:
-            self._hub.dispatch(self._topic(response[1]), response[2])
-        elif kind == self._commands.subscribed:
+        if kind == self._commands.subscribed:
             topic = self._topic(response[1])
             self._answered(self._commands.subscribe, topic)
             self._confirmed(topic)

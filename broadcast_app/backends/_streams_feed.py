@@ -344,7 +344,7 @@ class StreamsFeed(ConnectionReader, Upstream):
             self._break(state, probe.kind)
 
     def _deliver(self, reply: Any, request: dict[bytes, _Topic]) -> None:
-        dispatch = self._hub.dispatch
+        messages: list[tuple[str, StreamMessage]] = []
         for key, entries in reply.items() if isinstance(reply, dict) else reply:
             state = request.get(key)
             if state is None or not entries:
@@ -353,11 +353,14 @@ class StreamsFeed(ConnectionReader, Upstream):
                 if self._topics.get(state.topic) is not state:
                     continue  # Unlistened meanwhile; a new listener starts afresh.
             topic = state.topic
-            for entry_id, fields in entries:
-                dispatch(topic, StreamMessage(payload_of(fields), entry_id.decode()))
+            messages.extend(
+                (topic, StreamMessage(payload_of(fields), entry_id.decode()))
+                for entry_id, fields in entries
+            )
             state.position = entries[-1][0]
             if state.seen is not None:
                 state.seen += len(entries)
+        self._hub.dispatch_many(messages)
 
     def _idle(self, connection: SubscriberConnection) -> None:
         """With nothing to read: wait for a topic, checking the connection's health."""

@@ -117,7 +117,7 @@ class _HoldingInbox(Inbox[StreamMessage]):
         #: followed by another before the live messages can take over.
         self.held_drops = 0
 
-    def put(self, item: StreamMessage) -> None:
+    def push(self, item: StreamMessage) -> bool:
         if self._holding or self._floor is not None:
             with self._lock:
                 if self._holding:
@@ -126,12 +126,12 @@ class _HoldingInbox(Inbox[StreamMessage]):
                             self._items.popleft()
                             self.held_drops += 1
                         self._items.append(item)
-                    return
+                    return False
                 if self._floor is not None:
                     if item.position <= self._floor:
-                        return
+                        return False
                     self._floor = None  # Later messages have higher IDs still.
-        super().put(item)
+        return super().push(item)
 
     def release(self, after: Position, held_drops: int) -> bool:
         """Stop holding unless messages were dropped since ``held_drops`` was read.
@@ -147,7 +147,7 @@ class _HoldingInbox(Inbox[StreamMessage]):
                 self._items.popleft()
             if not self._items:
                 self._floor = after
-            # Last: put() reads _holding without the lock, and must then see the floor.
+            # Last: push() reads _holding without the lock, and must then see the floor.
             self._holding = False
         return True
 
