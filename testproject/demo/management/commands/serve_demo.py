@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import Any
 
@@ -47,4 +48,6 @@ class Command(BaseCommand):
             access_log=not options["no_access_log"],
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
-        StreamEndingServer(config).run()
+        # uvicorn shuts down on Ctrl-C, then raises it again for its caller: we are done.
+        with contextlib.suppress(KeyboardInterrupt):
+            StreamEndingServer(config).run()
