@@ -31,8 +31,14 @@ CLIENT_DEFAULTS: dict[str, Any] = {
 
 
 def default_retry() -> Retry:
-    """Two quick retries (50 ms, 100 ms) for a publish interrupted by a reconnect."""
-    return Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+    """Two quick retries (50 ms, 100 ms) for a publish that found its connection broken
+    (typically a pooled connection to a Redis that restarted). A timeout is not retried:
+    the server is hung, and retrying would multiply the wait."""
+    return Retry(
+        ExponentialBackoff(cap=0.5, base=0.05),
+        2,
+        supported_errors=(redis.exceptions.ConnectionError,),
+    )
 
 
 def client_from_url(url: str, options: Mapping[str, Any]) -> redis.Redis:
