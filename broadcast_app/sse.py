@@ -4,7 +4,8 @@ A payload becomes one event. If the browser's ``EventSource`` can hand it back
 exactly — valid UTF-8 without a carriage return, which ``EventSource`` would turn
 into a line feed — it is a ``message`` event whose ``data`` is the payload's text.
 Any other payload is a ``binary`` event whose ``data`` is the payload in standard
-base64, so nothing is ever altered silently.
+base64, so nothing is ever altered silently. Either kind may carry an ``id``, which
+the browser sends back as ``Last-Event-ID`` when it reconnects.
 """
 
 from __future__ import annotations
@@ -30,31 +31,34 @@ def field_value(value: str) -> str:
     return _NOT_IN_FIELD.sub("", value)
 
 
-def event(data: str, name: str | None = None) -> bytes:
+def event(data: str, name: str | None = None, event_id: str | None = None) -> bytes:
     """Frame one event: one ``data:`` line per line of ``data``.
 
     Line breaks of every kind (CRLF, CR, LF) separate lines, as the parser would
-    read them; the parser rebuilds ``data`` with LF between the lines.
+    read them; the parser rebuilds ``data`` with LF between the lines. ``name`` and
+    ``event_id`` become the ``event`` and ``id`` fields (None: no field).
     """
     lines = [] if name is None else [f"event: {field_value(name)}"]
+    if event_id is not None:
+        lines.append(f"id: {field_value(event_id)}")
     lines.extend(f"data: {line}" for line in _LINE_BREAK.split(data))
     return ("\n".join(lines) + "\n\n").encode()
 
 
-def payload_event(payload: bytes) -> bytes:
+def payload_event(payload: bytes, event_id: str | None = None) -> bytes:
     """Frame a payload: a ``message`` event if its text survives intact, else ``binary``."""
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
-        return binary_event(payload)
+        return binary_event(payload, event_id)
     if "\r" in text:
-        return binary_event(payload)
-    return event(text)
+        return binary_event(payload, event_id)
+    return event(text, event_id=event_id)
 
 
-def binary_event(payload: bytes) -> bytes:
+def binary_event(payload: bytes, event_id: str | None = None) -> bytes:
     """Frame a payload as a ``binary`` event carrying it in standard base64."""
-    return event(base64.b64encode(payload).decode("ascii"), BINARY_EVENT)
+    return event(base64.b64encode(payload).decode("ascii"), BINARY_EVENT, event_id)
 
 
 def comment(text: str) -> bytes:

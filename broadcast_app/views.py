@@ -6,14 +6,22 @@ ASGI — an open stream holds no thread of ours — and a plain iterator in the
 server's request thread under WSGI. The subscription starts before the response is
 returned: once the client has the response headers, every message published
 afterwards reaches it.
+
+On a backend that keeps history (a ``CursorTopic``, e.g. Redis Streams) every
+message event has its cursor as its ``id``, and a request carrying a
+``Last-Event-ID`` header (or a ``last_event_id`` query parameter) first replays
+what was published after it: a browser that reconnects misses nothing still
+retained after the last event it received. Other backends have no history and
+ignore both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -29,7 +37,8 @@ from django.http import (
 from django.views import View
 
 from . import sse
-from .backends.base import validate_topic_name
+from .backends.base import ChannelTopic, validate_topic_name
+from .backends.cursors import CursorSubscription, CursorTopic, StreamMessage
 from .backends.subscription import ChannelSubscription
 from .conf import DEFAULT_CHANNEL_ALIAS, Authorizer, get_channel, load_authorizer
 from .conf import stream_authorizer as configured_authorizer
@@ -43,6 +52,7 @@ NO_AUTHORIZER_MESSAGE = (
     "function (request, topic) -> bool that allows it.\n"
 )
 REFUSED_MESSAGE = "You may not stream this topic.\n"
+INVALID_LAST_EVENT_ID_MESSAGE = "Cannot resume after that last event ID: {error}\n"
 UNAVAILABLE_MESSAGE = "The broadcast channel is unavailable; try again later.\n"
 
 TEXT = "text/plain; charset=utf-8"
@@ -75,21 +85,67 @@ class EventStreamResponse(StreamingHttpResponse):
             super().close()
 
 
-class _Framer:
-    """Turns what a subscription yields into SSE bytes, announcing each new gap first."""
+class _EventStream:
+    """What the sync and async loops share: receiving, framing and batching.
+
+    Each call to ``add()`` frames what one receive returned into the pending chunk,
+    announcing a new gap first; ``take()`` hands the chunk over. On a cursor-capable
+    backend every message event carries its cursor as its ``id``.
+    """
 
     def __init__(self, subscription: ChannelSubscription) -> None:
         self._subscription = subscription
         self._gaps = 0  # Counted from the subscription's start, which may precede the stream's.
+        self._chunk: list[bytes] = []
+        #: False once the subscription has ended or failed.
+        self.live = True
+        self.receive: Callable[[float], bytes | StreamMessage | None]
+        self.areceive: Callable[[float], Awaitable[bytes | StreamMessage | None]]
+        if isinstance(subscription, CursorSubscription):
+            self.receive = subscription.receive_with_cursor
+            self.areceive = subscription.areceive_with_cursor
+        else:
+            self.receive = subscription.receive
+            self.areceive = subscription.areceive
 
-    def frame(self, payload: bytes | None) -> bytes:
-        """Frame a payload, or a keep-alive for None."""
-        body = sse.KEEP_ALIVE if payload is None else sse.payload_event(payload)
+    def add(self, received: bytes | StreamMessage | None) -> bool:
+        """Frame what a receive returned (None: it timed out); whether to receive more
+        into this chunk."""
+        if received is None:
+            if not self._chunk:
+                self._append(sse.KEEP_ALIVE)
+            return False
+        if isinstance(received, StreamMessage):
+            self._append(sse.payload_event(received.payload, received.cursor))
+        else:
+            self._append(sse.payload_event(received))
+        return len(self._chunk) < MAX_BATCH
+
+    def _append(self, frame: bytes) -> None:
         gaps = self._subscription.gaps
-        if gaps == self._gaps:
-            return body
-        self._gaps = gaps
-        return sse.GAP + body
+        if gaps != self._gaps:
+            self._gaps = gaps
+            self._chunk.append(sse.GAP)
+        self._chunk.append(frame)
+
+    def take(self) -> bytes:
+        """Return the pending chunk (possibly empty) and start a new one."""
+        chunk, self._chunk = b"".join(self._chunk), []
+        return chunk
+
+    @contextlib.contextmanager
+    def ending(self) -> Iterator[None]:
+        """Mark the stream ended when the subscription is closed, or (with a warning)
+        when the channel fails, e.g. a replay cannot read Redis: the browser reconnects
+        after ``retry`` and resumes from the last ``id`` it received.
+        """
+        try:
+            yield
+        except SubscriptionClosedError:
+            self.live = False
+        except BroadcastChannelError as exc:
+            self.live = False
+            logger.warning("Stopped streaming topic %r: %s", self._subscription.topic, exc)
 
 
 def sync_events(
@@ -97,19 +153,15 @@ def sync_events(
 ) -> Iterator[bytes]:
     """Yield the SSE body of ``subscription`` until it is closed or the generator is."""
     with subscription:
-        framer = _Framer(subscription)
+        stream = _EventStream(subscription)
         yield sse.retry(retry)
-        while True:
-            try:
-                payload = subscription.receive(timeout=heartbeat)
-                chunk = [framer.frame(payload)]
-                while payload is not None and len(chunk) < MAX_BATCH:
-                    payload = subscription.receive(timeout=0)
-                    if payload is not None:
-                        chunk.append(framer.frame(payload))
-            except SubscriptionClosedError:
-                return
-            yield b"".join(chunk)
+        while stream.live:
+            timeout = heartbeat
+            with stream.ending():
+                while stream.add(stream.receive(timeout)):
+                    timeout = 0
+            if chunk := stream.take():
+                yield chunk
 
 
 async def async_events(
@@ -117,19 +169,15 @@ async def async_events(
 ) -> AsyncIterator[bytes]:
     """Async twin of ``sync_events()``; cancellation closes the subscription."""
     async with subscription:
-        framer = _Framer(subscription)
+        stream = _EventStream(subscription)
         yield sse.retry(retry)
-        while True:
-            try:
-                payload = await subscription.areceive(timeout=heartbeat)
-                chunk = [framer.frame(payload)]
-                while payload is not None and len(chunk) < MAX_BATCH:
-                    payload = await subscription.areceive(timeout=0)
-                    if payload is not None:
-                        chunk.append(framer.frame(payload))
-            except SubscriptionClosedError:
-                return
-            yield b"".join(chunk)
+        while stream.live:
+            timeout = heartbeat
+            with stream.ending():
+                while stream.add(await stream.areceive(timeout)):
+                    timeout = 0
+            if chunk := stream.take():
+                yield chunk
 
 
 async def _resolve(awaitable: Awaitable[object]) -> object:
@@ -139,10 +187,11 @@ async def _resolve(awaitable: Awaitable[object]) -> object:
 class BroadcastStreamView(View):
     """Stream the messages of topic ``topic`` as Server-Sent Events.
 
-    Answers 403 unless an authorizer allows the request, 400 for a topic name the
-    channel rejects, 503 if the channel cannot subscribe in time. A refused or
-    invalid request never subscribes. Subclass it, or pass the attributes to
-    ``as_view()``.
+    Answers 403 if no authorizer is configured, 400 for a topic name the channel
+    rejects, 403 unless the authorizer allows the request, 400 for a last event ID
+    a cursor-capable channel rejects (checked in that order), 503 if the channel
+    cannot subscribe in time. A refused or invalid request never subscribes.
+    Subclass it, or pass the attributes to ``as_view()``.
     """
 
     http_method_names = ["get", "options"]
@@ -182,6 +231,27 @@ class BroadcastStreamView(View):
     def get_heartbeat(self) -> float:
         return configured_heartbeat() if self.heartbeat is None else float(self.heartbeat)
 
+    def get_last_event_id(self, request: HttpRequest) -> str | None:
+        """Return the cursor to resume after: the ``Last-Event-ID`` header, else the
+        ``last_event_id`` query parameter; None if both are missing or empty.
+
+        The header wins: ``EventSource`` sends it on every reconnection with the latest
+        ``id`` it received, while the query parameter stays fixed in the URL (a page
+        that starts a stream anew passes there the ``id`` it kept).
+        """
+        return request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or None
+
+    def subscribe(self, request: HttpRequest, topic: ChannelTopic) -> ChannelSubscription:
+        """Return a new, not yet started, subscription to ``topic``; on a cursor-capable
+        channel, from the request's last event ID. No I/O.
+
+        Raises:
+            TypeError, ValueError: the last event ID is not a cursor of the channel.
+        """
+        if isinstance(topic, CursorTopic):
+            return topic.subscribe(cursor=self.get_last_event_id(request))
+        return topic.subscribe()  # No history, so nothing to resume from.
+
     def get(self, request: HttpRequest, topic: str, **kwargs: Any) -> HttpResponseBase:
         authorizer = self.get_authorizer()
         if authorizer is None:
@@ -193,7 +263,11 @@ class BroadcastStreamView(View):
         if not self.is_authorized(authorizer, request, topic):
             return HttpResponseForbidden(REFUSED_MESSAGE, content_type=TEXT)
         heartbeat = self.get_heartbeat()
-        subscription = get_channel(self.channel_alias).topic(topic).subscribe()
+        try:
+            subscription = self.subscribe(request, get_channel(self.channel_alias).topic(topic))
+        except (TypeError, ValueError) as exc:
+            message = INVALID_LAST_EVENT_ID_MESSAGE.format(error=exc)
+            return HttpResponseBadRequest(message, content_type=TEXT)
         try:
             subscription.__enter__()  # Started here; the stream's own ``with`` finds it so.
         except BroadcastChannelError as exc:

@@ -4,6 +4,8 @@ Environment variables:
     REDIS_URL: a ``redis://`` URL; when set, the ``"default"`` broadcast channel is
         Redis Pub/Sub there and Celery's broker too, so a worker runs the demo's jobs.
         Else the channel is in-memory and Celery runs jobs eagerly, in the web process.
+    BROADCAST_BACKEND: with REDIS_URL, the channel's backend: "pubsub" (the default,
+        Redis Pub/Sub) or "streams" (Redis Streams: replay, and resume after Last-Event-ID).
     BROADCAST_STREAM_AUTHORIZER: dotted path of the stream view's authorizer
         (default: the demo's, ``testproject.demo.authorizer.can_stream``).
     DEMO_JOB_STEPS, DEMO_STEP_SECONDS: the length of a demo job (10 steps of 0.5 s).
@@ -66,12 +68,17 @@ SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 USE_TZ = True
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Lower case: helpers, not settings.
+redis_backends = {
+    "pubsub": "broadcast_app.backends.redis.RedisBroadcastChannel",
+    "streams": "broadcast_app.backends.streams.StreamsBroadcastChannel",
+}
+redis_backend = os.environ.get("BROADCAST_BACKEND") or "pubsub"
+if redis_backend not in redis_backends:
+    raise ValueError(f"BROADCAST_BACKEND must be one of {sorted(redis_backends)}.")
 if REDIS_URL:
     BROADCAST_CHANNELS = {
-        "default": {
-            "BACKEND": "broadcast_app.backends.redis.RedisBroadcastChannel",
-            "LOCATION": REDIS_URL,
-        },
+        "default": {"BACKEND": redis_backends[redis_backend], "LOCATION": REDIS_URL},
     }
 else:
     BROADCAST_CHANNELS = {

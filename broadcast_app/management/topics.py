@@ -7,7 +7,9 @@ import argparse
 from django.core.management.base import BaseCommand, CommandError
 
 from ..backends.base import BaseBroadcastChannel, ChannelTopic
+from ..backends.cursors import CursorTopic
 from ..backends.memory import InMemoryBroadcastChannel
+from ..backends.subscription import ChannelSubscription
 from ..conf import DEFAULT_CHANNEL_ALIAS, get_channel
 from ..exceptions import InvalidChannelBackendError
 
@@ -49,6 +51,26 @@ def get_topic(channel: BaseBroadcastChannel, name: str) -> ChannelTopic:
     """
     try:
         return channel.topic(name)
+    except (TypeError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def subscribe(topic: ChannelTopic, alias: str, since: str | None) -> ChannelSubscription:
+    """Return a new, not yet started, subscription to ``topic`` of the channel ``alias``;
+    from cursor ``since`` when given. No I/O.
+
+    Raises:
+        CommandError: ``since`` is given but malformed, or the channel keeps no history.
+    """
+    if since is None:
+        return topic.subscribe()
+    if not isinstance(topic, CursorTopic):
+        raise CommandError(
+            f"The broadcast channel {alias!r} keeps no history to replay from --since: "
+            "configure a Redis Streams channel for it."
+        )
+    try:
+        return topic.subscribe(cursor=since)
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
 

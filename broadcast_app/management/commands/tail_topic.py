@@ -9,17 +9,36 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...backends.base import BaseBroadcastChannel
+from ...backends.cursors import CursorSubscription
 from ...backends.subscription import ChannelSubscription
-from ...exceptions import BroadcastChannelError
-from ..topics import add_channel_argument, get_topic, open_channel, positive_int, positive_seconds
+from ...exceptions import BroadcastChannelError, SubscriptionClosedError
+from ..topics import (
+    add_channel_argument,
+    get_topic,
+    open_channel,
+    positive_int,
+    positive_seconds,
+    subscribe,
+)
 
-#: (topic, payload, received at, gaps of the subscription so far); None: a subscription ended.
-_Delivery = tuple[str, bytes, datetime, int] | None
+
+class _Delivery(NamedTuple):
+    topic: str
+    payload: bytes
+    #: None on a channel without cursors.
+    cursor: str | None
+    received_at: datetime
+    #: The subscription's gaps so far.
+    gaps: int
+
+
+#: What the forwarders queue: a message; an error that ends the command; None when a
+#: subscription ended.
+_Item = _Delivery | BroadcastChannelError | None
 
 
 class Command(BaseCommand):
@@ -47,24 +66,35 @@ class Command(BaseCommand):
             help="Stop after that many seconds (fractions allowed).",
         )
         parser.add_argument(
+            "--since",
+            metavar="CURSOR",
+            help="First print the retained messages published after CURSOR (the cursor of "
+            "a message, as --format json shows it; 0-0 for all), then the live ones. Needs "
+            "a channel that keeps history, such as Redis Streams.",
+        )
+        parser.add_argument(
             "--format",
             choices=("text", "json"),
             default="text",
             help="text: the payload as UTF-8 (undecodable bytes escaped), prefixed with "
             "[topic] when several topics are tailed; json: one object per line with topic, "
-            "payload, encoding ('utf-8' or 'base64') and received_at.",
+            "payload, encoding ('utf-8' or 'base64'), received_at, and cursor on channels "
+            "that keep history.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        channel = open_channel(self, options["channel"])
+        alias = options["channel"]
+        channel = open_channel(self, alias)
         names = list(dict.fromkeys(options["topics"]))
-        for name in names:
-            get_topic(channel, name)
+        # Not started yet: a failed check here leaves nothing to close.
+        subscriptions = [
+            subscribe(get_topic(channel, name), alias, options["since"]) for name in names
+        ]
         self.as_json = options["format"] == "json"
         self.prefix = len(names) > 1
         self.verbosity: int = options["verbosity"]
         try:
-            asyncio.run(self.tail(channel, names, options["count"], options["timeout"]))
+            asyncio.run(self.tail(subscriptions, options["count"], options["timeout"]))
         except KeyboardInterrupt:
             return  # Ctrl-C is the normal way to stop; the subscriptions are closed.
         except BrokenPipeError:
@@ -73,20 +103,16 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     async def tail(
-        self,
-        channel: BaseBroadcastChannel,
-        names: list[str],
-        count: int | None,
-        timeout: float | None,
+        self, subscriptions: list[ChannelSubscription], count: int | None, timeout: float | None
     ) -> None:
-        deliveries: asyncio.Queue[_Delivery] = asyncio.Queue()
+        deliveries: asyncio.Queue[_Item] = asyncio.Queue()
         async with contextlib.AsyncExitStack() as stack:
-            subscriptions = [channel.topic(name).subscribe() for name in names]
             for subscription in subscriptions:
                 await stack.enter_async_context(subscription)
             if self.verbosity >= 1:
+                names = ", ".join(repr(subscription.topic) for subscription in subscriptions)
                 self.stderr.write(
-                    f"Tailing {', '.join(map(repr, names))}; press Ctrl-C to stop.",
+                    f"Tailing {names}; press Ctrl-C to stop.",
                     self.style.NOTICE,
                 )
             forwarders = [
@@ -99,7 +125,7 @@ class Command(BaseCommand):
                     await self.print_deliveries(deliveries, count, len(forwarders))
 
     async def print_deliveries(
-        self, deliveries: asyncio.Queue[_Delivery], count: int | None, live: int
+        self, deliveries: asyncio.Queue[_Item], count: int | None, live: int
     ) -> None:
         printed = 0
         gaps: dict[str, int] = {}
@@ -108,34 +134,55 @@ class Command(BaseCommand):
             if delivery is None:
                 live -= 1
                 continue
-            topic, payload, received_at, seen_gaps = delivery
-            if seen_gaps != gaps.setdefault(topic, 0):
-                gaps[topic] = seen_gaps
+            if isinstance(delivery, BroadcastChannelError):
+                raise delivery
+            if delivery.gaps != gaps.setdefault(delivery.topic, 0):
+                gaps[delivery.topic] = delivery.gaps
                 self.stderr.write(
-                    f"Messages of {topic!r} may have been missed here.", self.style.WARNING
+                    f"Messages of {delivery.topic!r} may have been missed here.",
+                    self.style.WARNING,
                 )
-            self.stdout.write(self.format(topic, payload, received_at))
+            self.stdout.write(self.format(delivery))
             self.stdout.flush()
             printed += 1
 
-    def format(self, topic: str, payload: bytes, received_at: datetime) -> str:
+    def format(self, delivery: _Delivery) -> str:
+        topic, payload = delivery.topic, delivery.payload
         if self.as_json:
             try:
                 record = {"topic": topic, "payload": payload.decode(), "encoding": "utf-8"}
             except UnicodeDecodeError:
                 encoded = base64.b64encode(payload).decode("ascii")
                 record = {"topic": topic, "payload": encoded, "encoding": "base64"}
-            record["received_at"] = received_at.isoformat()
+            record["received_at"] = delivery.received_at.isoformat()
+            if delivery.cursor is not None:
+                record["cursor"] = delivery.cursor
             return json.dumps(record)
         text = payload.decode("utf-8", "backslashreplace")
         return f"[{topic}] {text}" if self.prefix else text
 
 
-async def _forward(subscription: ChannelSubscription, deliveries: asyncio.Queue[_Delivery]) -> None:
+async def _forward(subscription: ChannelSubscription, deliveries: asyncio.Queue[_Item]) -> None:
+    """Queue what ``subscription`` receives, with its cursor where the channel has them."""
+
+    def deliver(payload: bytes, cursor: str | None) -> None:
+        deliveries.put_nowait(
+            _Delivery(subscription.topic, payload, cursor, datetime.now(UTC), subscription.gaps)
+        )
+
     try:
-        async for payload in subscription:
-            received_at = datetime.now(UTC)
-            deliveries.put_nowait((subscription.topic, payload, received_at, subscription.gaps))
+        if isinstance(subscription, CursorSubscription):
+            while True:
+                message = await subscription.areceive_with_cursor(timeout=None)
+                if message is not None:
+                    deliver(message.payload, message.cursor)
+        else:
+            async for payload in subscription:
+                deliver(payload, None)
+    except SubscriptionClosedError:
+        pass
+    except BroadcastChannelError as exc:  # A replay could not read Redis.
+        deliveries.put_nowait(exc)
     finally:
         deliveries.put_nowait(None)
 

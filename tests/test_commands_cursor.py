@@ -1,0 +1,196 @@
+"""``manage.py tail_topic --since``: replaying a topic's history on the Redis Streams backend,
+in-process and as a real process."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from broadcast_app import get_channel
+
+from .django_fixtures import ROOT
+from .servers import RedisServer
+
+STREAMS = "broadcast_app.backends.streams.StreamsBroadcastChannel"
+#: Seconds a command may take to start, replay or print.
+WAIT = 10.0
+
+
+@pytest.fixture(autouse=True)
+def channels(settings: Any, redis_server: RedisServer) -> Any:
+    settings.BROADCAST_CHANNELS = {
+        "default": {"BACKEND": STREAMS, "LOCATION": redis_server.url},
+        "memory": {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"},
+        "pubsub": {
+            "BACKEND": "broadcast_app.backends.redis.RedisBroadcastChannel",
+            "LOCATION": redis_server.url,
+        },
+    }
+    return settings
+
+
+def new_topic() -> str:
+    return f"cli:{uuid.uuid4().hex[:12]}"
+
+
+def publish(topic: str, *payloads: bytes) -> list[str]:
+    """Publish on the default channel; return the cursors of every message of the topic."""
+    channel_topic = get_channel().topic(topic)
+    for payload in payloads:
+        channel_topic.publish(payload)
+    client = get_channel().client  # type: ignore[attr-defined]
+    return [entry_id.decode() for entry_id, _ in client.xrange(topic)]
+
+
+class StartNotice(io.StringIO):
+    """A stderr that runs ``on_start`` once the command says it is tailing: subscribed,
+    before anything is read."""
+
+    def __init__(self, on_start: Any = None) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self._on_start = on_start
+
+    def write(self, text: str) -> int:
+        if text.startswith("Tailing") and not self.started.is_set():
+            if self._on_start is not None:
+                self._on_start()
+            self.started.set()
+        return super().write(text)
+
+
+def tail(*args: str, stderr: io.StringIO | None = None) -> tuple[list[str], str]:
+    """Run tail_topic to its end; return its stdout lines and its stderr."""
+    stdout, stderr = io.StringIO(), stderr or io.StringIO()
+    call_command("tail_topic", *args, stdout=stdout, stderr=stderr)
+    return stdout.getvalue().splitlines(), stderr.getvalue()
+
+
+def test_since_replays_what_followed_the_cursor_with_the_cursors_in_json() -> None:
+    topic = new_topic()
+    cursors = publish(topic, b"0", b"1", b"\xff 2", b"3")
+    lines, stderr = tail(topic, "--since", cursors[0], "--format", "json", "--count", "3")
+    records = [json.loads(line) for line in lines]
+    assert [record["cursor"] for record in records] == cursors[1:]
+    assert [(r["payload"], r["encoding"]) for r in records] == [
+        ("1", "utf-8"),
+        ("/yAy", "base64"),  # b"\xff 2"
+        ("3", "utf-8"),
+    ]
+    assert "missed" not in stderr
+
+
+def test_since_the_origin_replays_everything_then_continues_live() -> None:
+    topic = new_topic()
+    publish(topic, b"old 1", b"old 2")
+    stderr = StartNotice()
+    result: list[list[str]] = []
+    thread = threading.Thread(
+        target=lambda: result.append(
+            tail(topic, "--since", "0-0", "--count", "3", stderr=stderr)[0]
+        )
+    )
+    thread.start()
+    try:
+        assert stderr.started.wait(WAIT)
+        publish(topic, b"new")
+    finally:
+        thread.join(WAIT)
+    assert not thread.is_alive()
+    assert result == [["old 1", "old 2", "new"]]
+    assert get_channel().hub.topics() == []
+
+
+def test_json_has_cursors_on_a_streams_channel_even_without_since() -> None:
+    topic = new_topic()
+    stderr = StartNotice(on_start=lambda: publish(topic, b"live"))
+    lines, _ = tail(topic, "--format", "json", "--count", "1", stderr=stderr)
+    (record,) = map(json.loads, lines)
+    assert record["cursor"] == publish(topic)[0]
+
+
+def test_json_has_no_cursor_on_a_channel_without_history() -> None:
+    stderr = StartNotice(on_start=lambda: get_channel("memory").topic("m").publish(b"x"))
+    lines, _ = tail("m", "--channel", "memory", "--format", "json", "--count", "1", stderr=stderr)
+    assert "cursor" not in json.loads(lines[0])
+
+
+def test_a_cursor_older_than_the_history_is_reported_as_missed_messages(
+    redis_server: RedisServer,
+) -> None:
+    topic = new_topic()
+    cursors = publish(topic, b"0", b"1", b"2", b"3")
+    redis_server._admin_client().xtrim(topic, maxlen=1, approximate=False)
+    lines, stderr = tail(topic, "--since", cursors[0], "--count", "1")
+    assert lines == ["3"]
+    assert f"Messages of {topic!r} may have been missed here." in stderr
+
+
+@pytest.mark.parametrize(
+    "cursor", ["garbage", "1-", "-1-0", "1-0-0", "18446744073709551616-0", "9" * 100]
+)
+def test_a_malformed_cursor_is_a_command_error(cursor: str) -> None:
+    with pytest.raises(CommandError, match="cursor"):
+        tail("t", f"--since={cursor}")
+    assert get_channel().hub.topics() == []
+
+
+@pytest.mark.parametrize("alias", ["memory", "pubsub"])
+def test_since_on_a_channel_without_history_is_a_command_error(alias: str) -> None:
+    with pytest.raises(CommandError, match=f"channel {alias!r} keeps no history"):
+        tail("t", "--channel", alias, "--since", "0-0")
+    assert get_channel(alias).hub.topics() == []
+
+
+def test_a_replay_that_cannot_read_redis_is_a_command_error(redis_server: RedisServer) -> None:
+    topic = new_topic()
+    (cursor,) = publish(topic, b"first")
+    admin = redis_server._admin_client()
+
+    def break_the_stream() -> None:  # Subscribed; the replay has not read yet.
+        admin.delete(topic)
+        admin.set(topic, "not a stream")
+
+    try:
+        with pytest.raises(CommandError, match=f"Could not replay the history of {topic!r}"):
+            tail(topic, "--since", cursor, stderr=StartNotice(on_start=break_the_stream))
+    finally:
+        admin.delete(topic)
+    assert get_channel().hub.topics() == []
+
+
+def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        command, check=False, cwd=ROOT, env=env, capture_output=True, timeout=WAIT * 3
+    )
+
+
+def test_as_a_process_since_replays_through_redis(redis_server: RedisServer) -> None:
+    topic = new_topic()
+    cursors = publish(topic, b"a", b"b", b"c")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        "REDIS_URL": redis_server.url,
+        "BROADCAST_BACKEND": "streams",
+    }
+    command = [sys.executable, "manage.py", "tail_topic", topic, "--since", cursors[0],
+               "--format", "json", "--count", "2"]  # fmt: skip
+    done = run(command, env)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["payload"], r["cursor"]) for r in records] == [("b", cursors[1]), ("c", cursors[2])]
+    assert b"Traceback" not in done.stderr
+
+    done = run([*command[:5], "not-a-cursor"], env)
+    assert done.returncode == 1
+    assert b"CommandError: A cursor must look like" in done.stderr
