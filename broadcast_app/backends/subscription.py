@@ -103,11 +103,15 @@ class BaseSubscription(Generic[T]):
             )
 
     def _start(self) -> None:
+        if self._joined and not self._closed:
+            return  # The hot path of every receive: no lock.
         latch = self._join()
         if latch is not None:
             self._after_confirmation(latch, latch.wait(self._subscribe_timeout))
 
     async def _astart(self) -> None:
+        if self._joined and not self._closed:
+            return
         latch = self._join()
         if latch is not None:
             self._after_confirmation(latch, await latch.wait_async(self._subscribe_timeout))
