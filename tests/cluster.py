@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from types import TracebackType
 from typing import Any, Self
 
 import redis
@@ -17,7 +16,7 @@ from redis.cluster import ClusterNode as SeedNode
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from .servers import RedisServer, RedisServerError, free_port, wait_until
+from .servers import RedisServer, RedisServerError, Service, free_port, wait_until
 
 #: Milliseconds after which an unreachable primary is failed over.
 NODE_TIMEOUT_MS = 1000
@@ -66,7 +65,7 @@ class ClusterNodeServer(RedisServer):
         )
 
 
-class LocalCluster:
+class LocalCluster(Service):
     """``primaries`` primaries with ``replicas`` replicas each, all on 127.0.0.1.
 
     Starts in a few seconds (the tests need well under 15). Drive it from one thread;
@@ -83,17 +82,6 @@ class LocalCluster:
 
     def __repr__(self) -> str:
         return f"<LocalCluster {' '.join(node.address for node in self.nodes)}>"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def seed_urls(self) -> list[str]:

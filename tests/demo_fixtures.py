@@ -8,18 +8,15 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from contextlib import ExitStack
-from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
 from .django_fixtures import ROOT, SSEParser, WebServer
-from .servers import RedisServer, wait_until
+from .servers import LoggedProcess, RedisServer, Service
 
 #: Seconds any single expected thing may take.
 WAIT = 15.0
@@ -53,64 +50,40 @@ class DemoWebServer(WebServer):
                 "--no-access-log"]  # fmt: skip
 
 
-class CeleryWorker:
-    """``celery -A testproject worker`` on a running ``redis`` (broker and channel), 4 threads."""
+class CeleryWorker(LoggedProcess):
+    """``celery -A testproject worker`` on a running ``redis`` (broker and channel), 4 threads.
+
+    ``stop()`` is a warm shutdown (SIGTERM), killed if it takes longer than WAIT.
+    """
+
+    start_timeout = WORKER_START_TIMEOUT
+    poll_interval = 0.1
+    stop_signal = signal.SIGTERM
+    stop_timeout = WAIT
 
     def __init__(self, redis: RedisServer) -> None:
-        self.hostname = f"demo-worker-{uuid.uuid4().hex[:8]}@localhost"
-        self.environ = {
-            "DJANGO_SETTINGS_MODULE": "testproject.settings",
-            "REDIS_URL": redis.url,
-            "PYTHONUNBUFFERED": "1",
-        }
-        self._log = tempfile.NamedTemporaryFile(prefix="celery-", suffix=".log")  # noqa: SIM115
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def log(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
-
-    def start(self) -> Self:
-        command = [sys.executable, "-m", "celery", "-A", "testproject", "worker",
-                   "--pool=threads", "--concurrency=4", "--loglevel=INFO", "-n", self.hostname,
-                   "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, **self.environ},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            "The Celery worker",
+            "celery",
+            ROOT,
+            {
+                "DJANGO_SETTINGS_MODULE": "testproject.settings",
+                "REDIS_URL": redis.url,
+                "PYTHONUNBUFFERED": "1",
+            },
         )
-        if not wait_until(self._ready, WORKER_START_TIMEOUT, interval=0.1):
-            self.stop()
-            raise RuntimeError(f"The Celery worker did not start; its log:\n{self.log()}")
-        return self
+        self.hostname = f"demo-worker-{uuid.uuid4().hex[:8]}@localhost"
 
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"The Celery worker exited; its log:\n{self.log()}")
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "testproject", "worker",
+                "--pool=threads", "--concurrency=4", "--loglevel=INFO", "-n", self.hostname,
+                "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+
+    def ready(self) -> bool:
         return f"{self.hostname} ready." in self.log()
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM), killed if it takes longer than WAIT."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(WAIT)
-        self._log.close()
-
-
-class DemoSite:
+class DemoSite(Service):
     """The Redis mode of the demo: redis-server, Celery worker and web server, all private.
 
     Started by ``with``; stops everything it started on exit, whatever failed.
@@ -124,7 +97,7 @@ class DemoSite:
     def url(self) -> str:
         return self.web.url
 
-    def __enter__(self) -> Self:
+    def start(self) -> Self:
         with ExitStack() as stack:
             # Each is built once the one before runs: a server's port is final only then.
             self.redis = stack.enter_context(RedisServer())
@@ -133,12 +106,7 @@ class DemoSite:
             self._stack = stack.pop_all()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         with self._stack:
             self.web.stop()  # The current one: start_web() may have replaced the first.
 

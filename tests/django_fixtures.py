@@ -7,19 +7,16 @@ import codecs
 import os
 import re
 import signal
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import pytest
 
-from .servers import RedisServer, free_port, wait_until
+from .servers import LoggedProcess, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds a web server may take to answer its first request.
@@ -106,27 +103,33 @@ def parse_events(body: bytes) -> list[Event]:
 # -- Web servers ----------------------------------------------------------------------------
 
 
-class WebServer:
+class WebServer(LoggedProcess):
     """``manage.py runserver`` (threaded WSGI) or uvicorn (ASGI) serving testproject.
 
     Environment: REDIS_URL of ``redis`` (Redis channel; else in-memory), the
     ``tests.django_fixtures.allow_public`` authorizer and a TEST_HEARTBEAT keep-alive.
     """
 
+    start_timeout = SERVER_START_TIMEOUT
+    stop_signal = signal.SIGINT
+
     def __init__(self, kind: str, redis: RedisServer | None, **environ: str) -> None:
+        super().__init__(
+            kind,
+            kind,
+            ROOT,
+            {
+                "DJANGO_SETTINGS_MODULE": "testproject.settings",
+                "BROADCAST_STREAM_AUTHORIZER": "tests.django_fixtures.allow_public",
+                "BROADCAST_STREAM_HEARTBEAT": str(TEST_HEARTBEAT),
+                "PYTHONUNBUFFERED": "1",
+                **environ,
+            },
+        )
         self.kind = kind
         self.port = free_port()
-        self.environ = {
-            "DJANGO_SETTINGS_MODULE": "testproject.settings",
-            "BROADCAST_STREAM_AUTHORIZER": "tests.django_fixtures.allow_public",
-            "BROADCAST_STREAM_HEARTBEAT": str(TEST_HEARTBEAT),
-            "PYTHONUNBUFFERED": "1",
-            **environ,
-        }
         if redis is not None:
             self.environ["REDIS_URL"] = redis.url
-        self._log = tempfile.NamedTemporaryFile(prefix=f"{kind}-", suffix=".log")  # noqa: SIM115
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -145,27 +148,11 @@ class WebServer:
                 "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "off",
                 "--no-access-log", "--timeout-graceful-shutdown", "1"]  # fmt: skip
 
-    def log(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
+    def base_environ(self) -> dict[str, str]:
+        # Only ``redis`` decides the channel, never a REDIS_URL of the test run.
+        return {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
 
-    def start(self) -> Self:
-        env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-        self.process = subprocess.Popen(
-            self.command(),
-            cwd=ROOT,
-            env={**env, **self.environ},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        if not wait_until(self._answers, SERVER_START_TIMEOUT, interval=0.05):
-            self.stop()
-            raise RuntimeError(f"{self.kind} did not start; its log:\n{self.log()}")
-        return self
-
-    def _answers(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.kind} exited; its log:\n{self.log()}")
+    def ready(self) -> bool:
         try:
             httpx.get(self.url + "/broadcast/", timeout=1.0)
         except httpx.TransportError:
@@ -175,28 +162,6 @@ class WebServer:
     def threads(self) -> int:
         """The number of threads of the server process now."""
         return len(os.listdir(f"/proc/{self.pid}/task"))
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        self._log.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @pytest.fixture(scope="module", params=["runserver", "uvicorn"])

@@ -8,6 +8,7 @@ Django imports: ``bench/`` uses this module too.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import signal
 import socket
@@ -59,6 +60,99 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         time.sleep(interval)
 
 
+def end_process(process: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
+    """Send ``sig`` to ``process`` if it runs and wait for it; SIGKILL it after ``timeout`` s."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+
+class Service:
+    """Something started by ``with`` (``start()``) and stopped when the block ends."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LoggedProcess(Service):
+    """A child process whose output goes to a temporary log file, quoted when it fails.
+
+    Subclasses give ``command()`` and ``ready()``; ``start()`` returns once ``ready()`` is
+    true, and raises RuntimeError with the log if the process exits or is not ready within
+    ``start_timeout``. ``stop()`` sends ``stop_signal``, kills it after ``stop_timeout``,
+    and deletes the log; it is idempotent, but the object cannot be started again.
+    """
+
+    start_timeout = 20.0
+    poll_interval = 0.05
+    stop_signal = signal.SIGTERM
+    stop_timeout = 5.0
+
+    def __init__(self, label: str, log_prefix: str, cwd: Path, environ: dict[str, str]) -> None:
+        self.label = label
+        self.cwd = cwd
+        self.environ = environ
+        self._log = tempfile.NamedTemporaryFile(prefix=f"{log_prefix}-", suffix=".log")  # noqa: SIM115
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """Whether the running process is ready; polled until ``start_timeout``."""
+        raise NotImplementedError
+
+    def base_environ(self) -> dict[str, str]:
+        """The environment ``environ`` is laid over: this process's, by default."""
+        return dict(os.environ)
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def start(self) -> Self:
+        self.process = subprocess.Popen(
+            self.command(),
+            cwd=self.cwd,
+            env={**self.base_environ(), **self.environ},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        if not wait_until(self._ready, self.start_timeout, interval=self.poll_interval):
+            self.stop()
+            raise RuntimeError(f"{self.label} did not start; its log:\n{self.log()}")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.label} exited; its log:\n{self.log()}")
+        return self.ready()
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            end_process(process, self.stop_signal, self.stop_timeout)
+        self._log.close()
+
+
 def _answers_ping(port: int) -> bool:
     # A raw socket, not redis-py: its retry policy would add seconds of backoff.
     try:
@@ -79,7 +173,7 @@ def _kill_leftovers() -> None:
         server.stop()
 
 
-class RedisServer:
+class RedisServer(Service):
     """One private ``redis-server`` process on ``127.0.0.1:port``.
 
     The port is chosen once and kept across ``restart()``. The temporary directory
@@ -119,17 +213,6 @@ class RedisServer:
     @property
     def paused(self) -> bool:
         return self._paused
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -203,15 +286,9 @@ class RedisServer:
         return "\n".join(lines)
 
     def _reap(self, process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        if process.poll() is None:
-            if self._paused and sig != signal.SIGKILL:
-                process.send_signal(signal.SIGCONT)
-            process.send_signal(sig)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
+        if self._paused and sig != signal.SIGKILL and process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+        end_process(process, sig, STOP_TIMEOUT)
         self._paused = False
 
     def _end(self, sig: signal.Signals) -> None:
@@ -293,3 +370,16 @@ class RedisServer:
     def connected_clients(self) -> int:
         """Return the number of client connections, without this helper's own."""
         return len(self.clients())
+
+    def subscribers(self) -> list[dict[str, str]]:
+        """Return ``CLIENT LIST`` entries of the connections subscribed to a channel or more."""
+        return [entry for entry in self.clients() if int(entry["sub"]) > 0]
+
+    def subscriber_ids(self) -> list[str]:
+        """Return the client ids of ``subscribers()``."""
+        return [entry["id"] for entry in self.subscribers()]
+
+    def command_calls(self, command: str) -> int:
+        """Return how often the server has run ``command`` (``INFO commandstats``)."""
+        stats = self._admin_client().info("commandstats").get(f"cmdstat_{command}", {})
+        return int(stats.get("calls", 0))

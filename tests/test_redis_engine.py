@@ -18,50 +18,21 @@ import pytest
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.exceptions import BroadcastChannelError
 
-from .servers import RedisServer, wait_until
-
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly".
-PROMPTLY = 1.0
-
-both_protocols = pytest.mark.parametrize("backend", ["redis-resp2", "redis-resp3"])
-resp3 = pytest.mark.parametrize("backend", ["redis-resp3"])
-
-
-def engine_threads(before: set[threading.Thread]) -> list[str]:
-    """Names of the engine threads running now that were not running ``before``.
-
-    Other tests' long-lived channels may have readers of their own; they do not count.
-    """
-    return [
-        thread.name
-        for thread in threading.enumerate()
-        if thread not in before and thread.name.startswith("broadcast_app-")
-    ]
-
-
-def subscriber_connections(server: RedisServer) -> list[dict[str, str]]:
-    """``CLIENT LIST`` entries of the connections subscribed to at least one channel."""
-    return [client for client in server.clients() if int(client["sub"]) > 0]
+from .redis_helpers import (
+    PROMPTLY,
+    WAIT,
+    both_protocols,
+    engine_threads,
+    resp3,
+    subscribe_and_deliver,
+)
+from .servers import wait_until
 
 
 def first_message(subscription: Any) -> bytes:
     """Iterate ``subscription`` until its first message."""
     message: bytes = next(iter(subscription))
     return message
-
-
-class CommandStats:
-    """Counts the commands a server has run, from ``INFO commandstats``."""
-
-    def __init__(self, server: RedisServer, channel_factory: Any) -> None:
-        self._client = server.client(protocol=2, decode_responses=True)
-        channel_factory.add_closer(self._client.close)
-
-    def calls(self, command: str) -> int:
-        stats = self._client.info("commandstats").get(f"cmdstat_{command}", {})
-        return int(stats.get("calls", 0))
 
 
 # -- resource accounting -----------------------------------------------------------------------
@@ -76,26 +47,19 @@ def test_a_thousand_subscriptions_share_one_connection_and_one_thread(
     channel = RedisBroadcastChannel.from_url(server.url)
     try:
         with ExitStack() as stack:
-            subs = [
-                stack.enter_context(channel.topic(names[number % 100]).subscribe())
-                for number in range(1000)
-            ]
-            for name in names:
-                channel.topic(name).publish(name.encode())
-            for sub in subs:
-                assert sub.receive(WAIT) == sub.topic.encode()
+            subscribe_and_deliver(stack, channel, names, 1000)
 
             clients = server.clients()
             assert len(clients) <= 2, clients
             # One upstream subscription per topic, not per local subscription.
-            assert [int(c["sub"]) for c in subscriber_connections(server)] == [100], clients
+            assert [int(c["sub"]) for c in server.subscribers()] == [100], clients
             assert [server.numsub(name) for name in names] == [1] * 100
             new_threads = [t.name for t in threading.enumerate() if t not in before]
             assert len(new_threads) <= 3, new_threads
             assert len(engine_threads(before)) == 1, new_threads
 
         started = time.monotonic()
-        assert wait_until(lambda: not subscriber_connections(server), PROMPTLY), server.clients()
+        assert wait_until(lambda: not server.subscribers(), PROMPTLY), server.clients()
         assert time.monotonic() - started < PROMPTLY
         assert [server.numsub(name) for name in names] == [0] * 100
     finally:
@@ -113,13 +77,13 @@ def test_closing_the_channel_releases_its_connection_and_reader(restartable_redi
     with topic.subscribe() as sub:
         topic.publish(b"x")
         assert sub.receive(WAIT) == b"x"
-        assert len(subscriber_connections(restartable_redis)) == 1
+        assert len(restartable_redis.subscribers()) == 1
         assert len(engine_threads(before)) == 1
     channel.close()
     assert engine_threads(before) == []
     # The client was given to the channel, so its publishing connection stays.
     assert wait_until(lambda: len(restartable_redis.clients()) == 1, 2.0)
-    assert subscriber_connections(restartable_redis) == []
+    assert restartable_redis.subscribers() == []
 
 
 # -- confirmation ------------------------------------------------------------------------------
@@ -145,23 +109,23 @@ def test_a_message_published_by_another_client_right_after_enter_arrives(
 
 @both_protocols
 def test_joining_a_topic_already_listened_to_sends_no_command(restartable_redis, channel_factory):
-    channel = channel_factory(server=restartable_redis)
-    stats = CommandStats(restartable_redis, channel_factory)
+    server = restartable_redis
+    channel = channel_factory(server=server)
     topic = channel.topic(channel_factory.topic_name())
     with topic.subscribe() as first:
-        assert stats.calls("subscribe") == 1
+        assert server.command_calls("subscribe") == 1
         with topic.subscribe() as second, topic.subscribe() as third:
-            assert stats.calls("subscribe") == 1
+            assert server.command_calls("subscribe") == 1
             topic.publish(b"shared")
             for sub in (first, second, third):
                 assert sub.receive(WAIT) == b"shared"
         # Leaving while another local subscriber stays sends nothing either.
         time.sleep(0.1)
-        assert stats.calls("unsubscribe") == 0
+        assert server.command_calls("unsubscribe") == 0
         topic.publish(b"still there")
         assert first.receive(WAIT) == b"still there"
-    assert wait_until(lambda: stats.calls("unsubscribe") == 1, PROMPTLY)
-    assert stats.calls("subscribe") == 1
+    assert wait_until(lambda: server.command_calls("unsubscribe") == 1, PROMPTLY)
+    assert server.command_calls("subscribe") == 1
 
 
 @resp3
@@ -192,8 +156,8 @@ def test_joining_a_listened_topic_works_while_redis_is_frozen(restartable_redis,
 def test_a_topic_can_be_left_and_joined_again_quickly_from_many_threads(
     restartable_redis, channel_factory, background
 ):
-    channel = channel_factory(server=restartable_redis)
-    stats = CommandStats(restartable_redis, channel_factory)
+    server = restartable_redis
+    channel = channel_factory(server=server)
     name = channel_factory.topic_name()
     topic = channel.topic(name)
     workers, trials = 4, 50
@@ -209,12 +173,14 @@ def test_a_topic_can_be_left_and_joined_again_quickly_from_many_threads(
     for task in [background(churn, worker) for worker in range(workers)]:
         task.result(WAIT * 6)
 
-    assert wait_until(lambda: restartable_redis.numsub(name) == 0, PROMPTLY)
+    assert wait_until(lambda: server.numsub(name) == 0, PROMPTLY)
     # Each upstream SUBSCRIBE was matched by one UNSUBSCRIBE; none per local subscription.
-    assert wait_until(lambda: stats.calls("unsubscribe") == stats.calls("subscribe"), PROMPTLY)
-    assert 1 <= stats.calls("subscribe") <= workers * trials
+    assert wait_until(
+        lambda: server.command_calls("unsubscribe") == server.command_calls("subscribe"), PROMPTLY
+    )
+    assert 1 <= server.command_calls("subscribe") <= workers * trials
     with topic.subscribe() as late:
-        assert restartable_redis.numsub(name) == 1
+        assert server.numsub(name) == 1
         topic.publish(b"late")
         assert late.receive(WAIT) == b"late"
 

@@ -21,32 +21,8 @@ from broadcast_app.exceptions import (
     SubscriptionClosedError,
 )
 
-from .servers import RedisServer, wait_until
-
-#: Generous bound for a message or a recovery that must happen; it only matters on failure.
-WAIT = 5.0
-#: Generous bound for "promptly".
-PROMPTLY = 1.0
-
-both_protocols = pytest.mark.parametrize("backend", ["redis-resp2", "redis-resp3"])
-resp3 = pytest.mark.parametrize("backend", ["redis-resp3"])
-
-
-def engine_threads(before: set[threading.Thread]) -> list[str]:
-    """Names of the engine threads running now that were not running ``before``.
-
-    Other tests' long-lived channels may have readers of their own; they do not count.
-    """
-    return [
-        thread.name
-        for thread in threading.enumerate()
-        if thread not in before and thread.name.startswith("broadcast_app-")
-    ]
-
-
-def subscriber_ids(server: RedisServer) -> list[str]:
-    """Client ids of the connections subscribed to at least one channel."""
-    return [client["id"] for client in server.clients() if int(client["sub"]) > 0]
+from .redis_helpers import PROMPTLY, WAIT, both_protocols, engine_threads, resp3
+from .servers import wait_until
 
 
 def logged(caplog: pytest.LogCaptureFixture, level: int, text: str) -> bool:
@@ -100,7 +76,7 @@ def test_subscriptions_survive_a_redis_restart(
         assert received == [b"before", b"after"]
         assert wait_until(lambda: logged(caplog, logging.INFO, "Reconnected"), WAIT)
         assert (polled.gaps, polled.dropped) == (1, 0)
-        assert len(subscriber_ids(server)) == 1
+        assert len(server.subscriber_ids()) == 1
 
 
 @resp3
@@ -120,7 +96,7 @@ def test_several_restarts_in_a_row(restartable_redis, channel_factory):
             assert sub.receive(WAIT) == b"cycle %d" % cycle
         assert sub.gaps == 3
         # No connection or thread was left behind by the reconnects.
-        assert len(subscriber_ids(server)) == 1
+        assert len(server.subscriber_ids()) == 1
         assert len(server.clients()) <= 2, server.clients()
         assert len(engine_threads(before)) == 1
 
@@ -144,7 +120,7 @@ def test_a_restart_resubscribes_every_topic(restartable_redis, channel_factory):
         for sub in subs[:: len(subs) // 12]:
             channel.topic(sub.topic).publish(sub.topic.encode())
             assert sub.receive(WAIT) == sub.topic.encode()
-    assert wait_until(lambda: subscriber_ids(server) == [], PROMPTLY)
+    assert wait_until(lambda: server.subscriber_ids() == [], PROMPTLY)
 
 
 def test_publishing_while_redis_is_down_raises_publish_error(restartable_redis, no_thread_leaks):
@@ -298,7 +274,7 @@ def test_a_frozen_server_is_detected_by_health_checks(restartable_redis, channel
     with topic.subscribe() as sub:
         topic.publish(b"before")
         assert sub.receive(WAIT) == b"before"
-        (old_connection,) = subscriber_ids(server)
+        (old_connection,) = server.subscriber_ids()
         server.pause()
         try:
             # Detected while the server is still frozen: nothing but the health check can tell.
@@ -307,8 +283,8 @@ def test_a_frozen_server_is_detected_by_health_checks(restartable_redis, channel
             time.sleep(1.0)
         finally:
             server.resume()
-        assert wait_until(lambda: subscriber_ids(server) not in ([], [old_connection]), WAIT)
-        assert len(subscriber_ids(server)) == 1
+        assert wait_until(lambda: server.subscriber_ids() not in ([], [old_connection]), WAIT)
+        assert len(server.subscriber_ids()) == 1
         topic.publish(b"after")
         assert sub.receive(WAIT) == b"after"
         assert sub.gaps == 1
@@ -323,11 +299,11 @@ def test_health_checks_keep_a_healthy_idle_connection(restartable_redis, channel
     channel_factory.add_closer(admin.close)
     topic = channel.topic(channel_factory.topic_name())
     with topic.subscribe() as sub:
-        connections = subscriber_ids(server)
+        connections = server.subscriber_ids()
         time.sleep(1.5)
         pings = admin.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
         assert pings >= 2, "no health check was sent"
-        assert subscriber_ids(server) == connections
+        assert server.subscriber_ids() == connections
         assert sub.gaps == 0
         topic.publish(b"still connected")
         assert sub.receive(WAIT) == b"still connected"

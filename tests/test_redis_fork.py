@@ -15,16 +15,15 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
 import pytest
 
+from .redis_helpers import WAIT, engine_threads
 from .servers import wait_until
 
-#: Generous bound for a message or a report that must arrive; it only matters on failure.
-WAIT = 5.0
 #: Seconds after which a child that is still running kills itself.
 CHILD_ALARM = 30
 
@@ -102,15 +101,6 @@ def forked(body: Callable[[Report], None]) -> Iterator[Child]:
         child.kill()
 
 
-def reader_thread_names(before: Iterable[threading.Thread] = ()) -> list[str]:
-    """Names of the engine threads running now that were not running ``before``."""
-    return [
-        thread.name
-        for thread in threading.enumerate()
-        if thread not in before and thread.name.startswith("broadcast_app-")
-    ]
-
-
 def test_the_child_subscribes_with_its_own_connection_and_thread(
     restartable_redis, channel_factory
 ):
@@ -122,11 +112,11 @@ def test_the_child_subscribes_with_its_own_connection_and_thread(
     with topic.subscribe() as parent_sub:
         topic.publish(b"before the fork")
         assert parent_sub.receive(WAIT) == b"before the fork"
-        parent_connection = [c["id"] for c in server.clients() if int(c["sub"]) > 0]
+        parent_connection = server.subscriber_ids()
 
         def child_body(report: Report) -> None:
             with topic.subscribe() as sub:
-                report(threads=reader_thread_names())
+                report(threads=engine_threads())
                 report(received=(sub.receive(WAIT) or b"").decode())
             topic.publish(b"from the child")
             report(published=True)
@@ -143,11 +133,11 @@ def test_the_child_subscribes_with_its_own_connection_and_thread(
             assert child.wait() == 0
 
         assert wait_until(lambda: server.numsub(name) == 1, WAIT)
-        assert [c["id"] for c in server.clients() if int(c["sub"]) > 0] == parent_connection
+        assert server.subscriber_ids() == parent_connection
         topic.publish(b"after the child exited")
         assert parent_sub.receive(WAIT) == b"after the child exited"
         assert parent_sub.gaps == 0
-        assert reader_thread_names(before) == ["broadcast_app-redis-reader"]
+        assert engine_threads(before) == ["broadcast_app-redis-reader"]
 
 
 def test_a_child_closing_what_it_inherited_leaves_the_parent_alone(

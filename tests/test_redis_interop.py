@@ -15,12 +15,8 @@ from redis.client import PubSub
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
 
+from .redis_helpers import WAIT, both_protocols
 from .servers import RedisServer, wait_until
-
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-
-both_protocols = pytest.mark.parametrize("backend", ["redis-resp2", "redis-resp3"])
 
 #: Every byte value, a NUL at each end and invalid UTF-8.
 BINARY = b"\x00" + bytes(range(256)) + b"\xff\xfe\x00"

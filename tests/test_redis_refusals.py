@@ -13,18 +13,8 @@ import pytest
 
 from broadcast_app.exceptions import BroadcastChannelError
 
+from .redis_helpers import WAIT, both_protocols, resp3
 from .servers import RedisServer, wait_until
-
-#: Generous bound for a message or a recovery that must happen; it only matters on failure.
-WAIT = 5.0
-
-both_protocols = pytest.mark.parametrize("backend", ["redis-resp2", "redis-resp3"])
-resp3 = pytest.mark.parametrize("backend", ["redis-resp3"])
-
-
-def subscriber_ids(server: RedisServer) -> list[str]:
-    """Client ids of the connections subscribed to at least one channel."""
-    return [client["id"] for client in server.clients() if int(client["sub"]) > 0]
 
 
 def allow_channels(server: RedisServer, pattern: str) -> None:
@@ -39,11 +29,11 @@ def test_recovers_when_redis_closes_the_connection(restartable_redis, channel_fa
     channel = channel_factory(server=server)
     topic = channel.topic(channel_factory.topic_name())
     with topic.subscribe() as sub:
-        (old,) = subscriber_ids(server)
+        (old,) = server.subscriber_ids()
         with server.client() as admin:
             admin.client_kill_filter(_id=old)
         assert wait_until(lambda: sub.gaps == 1, WAIT)
-        assert wait_until(lambda: subscriber_ids(server) not in ([], [old]), WAIT)
+        assert wait_until(lambda: server.subscriber_ids() not in ([], [old]), WAIT)
         topic.publish(b"after the kill")
         assert sub.receive(WAIT) == b"after the kill"
 
@@ -56,12 +46,12 @@ def test_a_topic_redis_refuses_does_not_disturb_the_others(restartable_redis, ch
     allow_channels(server, "allowed:*")
     channel = channel_factory(server=server, subscribe_timeout=2.0)
     with channel.topic(allowed).subscribe() as sub:
-        connections = subscriber_ids(server)
+        connections = server.subscriber_ids()
         with pytest.raises(BroadcastChannelError):
             channel.topic(refused).subscribe().__enter__()
         # The refusal concerns one topic: no reconnect, no gap for the others.
         assert sub.gaps == 0
-        assert subscriber_ids(server) == connections
+        assert server.subscriber_ids() == connections
         channel.topic(allowed).publish(b"undisturbed")
         assert sub.receive(WAIT) == b"undisturbed"
 

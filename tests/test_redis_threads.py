@@ -15,15 +15,8 @@ import pytest
 
 from broadcast_app.exceptions import SubscriptionClosedError
 
+from .redis_helpers import PROMPTLY, WAIT, both_protocols, resp3
 from .servers import wait_until
-
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly".
-PROMPTLY = 1.0
-
-both_protocols = pytest.mark.parametrize("backend", ["redis-resp2", "redis-resp3"])
-resp3 = pytest.mark.parametrize("backend", ["redis-resp3"])
 
 
 def drop_and_collect(objects: list[Any]) -> None:

@@ -19,13 +19,9 @@ import redis
 from broadcast_app import BroadcastChannelError, PublishError
 from broadcast_app.backends.streams import StreamsBroadcastChannel
 
+from .redis_helpers import PROMPTLY, WAIT, subscribe_and_deliver
 from .servers import RedisServer, wait_until
 from .test_redis_fork import forked
-
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly" (the target is well under 100 ms).
-PROMPTLY = 1.0
 
 
 @pytest.fixture(params=["streams", "streams-resp2"])
@@ -41,11 +37,6 @@ def admin(server: RedisServer) -> redis.Redis:
 
 def reader_connections(server: RedisServer) -> list[dict[str, str]]:
     return [entry for entry in server.clients() if entry["cmd"] == "xread"]
-
-
-def calls(server: RedisServer, command: str) -> int:
-    stats = admin(server).info("commandstats").get(f"cmdstat_{command}", {"calls": 0})
-    return int(stats["calls"])
 
 
 @contextmanager
@@ -209,14 +200,7 @@ def test_one_reader_connection_and_thread_for_1000_subscriptions(
     threads_before = threading.active_count()
     connections_before = redis_server.connected_clients()
     with ExitStack() as stack:
-        subs = [
-            stack.enter_context(channel.topic(names[number % 100]).subscribe())
-            for number in range(1000)
-        ]
-        for name in names:
-            channel.topic(name).publish(name.encode())
-        for sub in subs:
-            assert sub.receive(WAIT) == sub.topic.encode()
+        subscribe_and_deliver(stack, channel, names, 1000)
         assert threading.active_count() - threads_before <= 1
         assert len(reader_connections(redis_server)) == 1
         # The reader, and one pooled connection for publishing and CLIENT UNBLOCK.
@@ -237,9 +221,9 @@ def test_new_and_left_topics_interrupt_the_blocked_read(channel_factory, redis_s
                 other.publish(b"read at once")
                 assert sub.receive(PROMPTLY) == b"read at once"
                 time.sleep(0.1)  # The reader blocks again.
-                reads = calls(redis_server, "xread")
+                reads = redis_server.command_calls("xread")
             # Leaving re-issues the read without the topic, well before the block ends.
-            assert wait_until(lambda r=reads: calls(redis_server, "xread") > r, PROMPTLY)
+            assert wait_until(lambda r=reads: redis_server.command_calls("xread") > r, PROMPTLY)
 
 
 def test_closing_the_channel_is_prompt_while_the_reader_blocks(channel_factory, background):
@@ -260,9 +244,9 @@ def test_idle_subscriptions_cost_no_reads(channel_factory, redis_server):
         for _ in range(100):
             stack.enter_context(channel.topic(channel_factory.topic_name()).subscribe())
         time.sleep(0.1)
-        reads = calls(redis_server, "xread")
+        reads = redis_server.command_calls("xread")
         time.sleep(0.5)
-        assert calls(redis_server, "xread") == reads
+        assert redis_server.command_calls("xread") == reads
 
 
 # -- recovery ---------------------------------------------------------------------------------
