@@ -14,7 +14,13 @@ from typing import Any, Protocol, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
 from redis.retry import Retry
+
+
+class ConnectionLost(RedisError):
+    """A feed's connection is unusable (no reply, closed, or the server ended it)."""
+
 
 #: Reconnect delay bounds, in seconds (exponential, with jitter).
 BACKOFF_BASE = 0.05

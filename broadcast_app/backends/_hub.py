@@ -145,9 +145,6 @@ class Hub(Generic[T]):
                     waiting[inbox] = None
         wake_all(waiting)
 
-    def inboxes(self, topic: str) -> tuple[Inbox[T], ...]:
-        return self._routes.get(topic, ())
-
     def topics(self) -> list[str]:
         """The topics that have local subscribers now."""
         return list(self._routes)

@@ -114,9 +114,9 @@ class Latch:
 class Inbox(Generic[T]):
     """The bounded buffer of one subscription.
 
-    ``put()`` never blocks: when the buffer holds ``capacity`` items the oldest is
-    dropped and counted. ``push()`` then ``wake()`` split it, so that a batch of items
-    wakes the consumer once. ``get()`` and ``aget()`` are for the single consumer;
+    ``push()`` never blocks: when the buffer holds ``capacity`` items the oldest is
+    dropped and counted. The consumer is woken apart, by ``wake()`` or ``wake_all()``,
+    so that a batch of items wakes it once. ``get()`` and ``aget()`` are for the single consumer;
     ``close()`` and ``mark_gap()`` may be called from any thread.
     """
 
@@ -152,11 +152,6 @@ class Inbox(Generic[T]):
         self.dropped = 0
         #: Times the consumer may have missed messages: overflows and upstream outages.
         self.gaps = 0
-
-    def put(self, item: T) -> None:
-        """Append ``item``, dropping the oldest item when full, and wake the consumer."""
-        if self.push(item):
-            wake_all((self,))
 
     def push(self, item: T) -> bool:
         """Append ``item``, dropping the oldest item when full; never blocks.

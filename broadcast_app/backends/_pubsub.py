@@ -16,6 +16,7 @@ from redis.exceptions import RedisError, ResponseError
 from ._connection import (
     BACKOFF_CAP,
     ConnectionFactory,
+    ConnectionLost,
     ConnectionReader,
     SubscriberConnection,
     backoff_delay,
@@ -44,10 +45,6 @@ PUBSUB_COMMANDS = PubSubCommands(
 SHARDED_COMMANDS = PubSubCommands(
     "SSUBSCRIBE", "SUNSUBSCRIBE", b"smessage", b"ssubscribe", b"sunsubscribe"
 )
-
-
-class _ConnectionLost(RedisError):
-    pass
 
 
 class PubSubFeed(ConnectionReader, Upstream):
@@ -262,10 +259,10 @@ class PubSubFeed(ConnectionReader, Upstream):
         awaiting_pong = False
         while not self._stopping.is_set():
             if self._connection is not connection:
-                raise _ConnectionLost("a command could not be written")
+                raise ConnectionLost("a command could not be written")
             if not connection.can_read(timeout=interval):
                 if awaiting_pong:
-                    raise _ConnectionLost(f"no reply to a health check within {interval} s")
+                    raise ConnectionLost(f"no reply to a health check within {interval} s")
                 with self._lock:
                     if self._connection is connection:
                         self._write(_PING)
@@ -326,7 +323,7 @@ class PubSubFeed(ConnectionReader, Upstream):
 
         By default, recover as from a lost connection: reconnect and re-subscribe.
         """
-        raise _ConnectionLost(f"the server ended the subscription to {topic!r}")
+        raise ConnectionLost(f"the server ended the subscription to {topic!r}")
 
     def _disconnected(self, error: BaseException | None) -> None:
         """The connection was lost or could not be opened, and gaps are marked; the reader

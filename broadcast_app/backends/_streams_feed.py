@@ -12,7 +12,13 @@ from typing import Any
 import redis
 from redis.exceptions import RedisError, ResponseError
 
-from ._connection import ConnectionFactory, ConnectionReader, SubscriberConnection, backoff_delay
+from ._connection import (
+    ConnectionFactory,
+    ConnectionLost,
+    ConnectionReader,
+    SubscriberConnection,
+    backoff_delay,
+)
 from ._hub import Hub, Upstream
 from ._inbox import Latch
 from ._stream_scripts import PROBE_SCRIPT, Probe, payload_of, text
@@ -27,10 +33,6 @@ PROBE_BATCH = 512
 #: Bounds of the pause between two CLIENT UNBLOCK attempts, in seconds: the first may
 #: reach Redis before the XREAD it is meant to end.
 UNBLOCK_RETRY = (0.001, 0.05)
-
-
-class _ConnectionLost(RedisError):
-    pass
 
 
 class _Topic:
@@ -222,7 +224,7 @@ class StreamsFeed(ConnectionReader, Upstream):
     def _reply(self, connection: SubscriberConnection) -> Any:
         """Read one reply, allowing ``health_check_interval`` seconds for it."""
         if not connection.can_read(timeout=self._interval):
-            raise _ConnectionLost(f"no reply from Redis within {self._interval} s")
+            raise ConnectionLost(f"no reply from Redis within {self._interval} s")
         return connection.read_response(disable_decoding=True)
 
     def _probe(self, connection: SubscriberConnection, keys: list[bytes]) -> list[Probe]:
@@ -307,7 +309,7 @@ class StreamsFeed(ConnectionReader, Upstream):
         assert self._alarm is not None
         sock = getattr(connection, "_sock", None)
         if sock is None:
-            raise _ConnectionLost("the connection is closed")
+            raise ConnectionLost("the connection is closed")
         deadline = time.monotonic() + 2 * self._interval
         unblocking, pause = False, UNBLOCK_RETRY[0]
         while True:
@@ -315,11 +317,11 @@ class StreamsFeed(ConnectionReader, Upstream):
                 return connection.read_response(disable_decoding=True)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _ConnectionLost(f"no reply to XREAD within {2 * self._interval} s")
+                raise ConnectionLost(f"no reply to XREAD within {2 * self._interval} s")
             wait = min(remaining, pause) if unblocking else remaining
             readable, _, _ = select.select([sock, self._alarm], [], [], wait)
             if self._stopping.is_set():
-                raise _ConnectionLost("the feed is closing")
+                raise ConnectionLost("the feed is closing")
             if sock in readable:
                 continue
             if self._alarm in readable:
@@ -339,7 +341,7 @@ class StreamsFeed(ConnectionReader, Upstream):
             (s, p) for s, p in zip(states, probes, strict=True) if p.kind not in ("stream", "none")
         ]
         if not broken:
-            raise _ConnectionLost("XREAD failed on streams that all look readable")
+            raise ConnectionLost("XREAD failed on streams that all look readable")
         for state, probe in broken:
             self._break(state, probe.kind)
 
@@ -367,7 +369,7 @@ class StreamsFeed(ConnectionReader, Upstream):
         assert self._alarm is not None
         sock = getattr(connection, "_sock", None)
         if sock is None:
-            raise _ConnectionLost("the connection is closed")
+            raise ConnectionLost("the connection is closed")
         readable, _, _ = select.select([sock, self._alarm], [], [], self._interval)
         if self._alarm in readable or self._stopping.is_set():
             return
