@@ -37,7 +37,7 @@ from django.http import (
 )
 from django.views import View
 
-from . import sse
+from . import sse, tokens
 from .channel import CursorTopic, Message, Subscription, Topic
 from .conf import DEFAULT_CHANNEL_ALIAS, Authorizer, get_channel, load_authorizer
 from .conf import stream_authorizer as configured_authorizer
@@ -240,16 +240,34 @@ class BroadcastStreamView(View):
             return cast(CursorTopic, topic).subscribe(cursor=self.get_last_event_id(request))
         return topic.subscribe()  # No history, so nothing to resume from.
 
-    def get(self, request: HttpRequest, topic: str, **kwargs: Any) -> HttpResponseBase:
+    def refuse(self, request: HttpRequest, topic: str) -> HttpResponseBase | None:
+        """Return the 403 answer if the request may not stream ``topic``, else None.
+
+        A ``token`` query parameter decides alone: valid for exactly this topic and
+        channel alias, it allows without asking the authorizer; any other token refuses.
+        Without one, the authorizer decides (none configured: refused).
+        """
+        token = request.GET.get(tokens.QUERY_PARAMETER)
+        if token is not None:
+            try:
+                tokens.check_stream_token(token, topic, channel=self.channel_alias)
+            except tokens.StreamTokenError as exc:
+                return HttpResponseForbidden(str(exc), content_type=TEXT)
+            return None
         authorizer = self.get_authorizer()
         if authorizer is None:
             return HttpResponseForbidden(NO_AUTHORIZER_MESSAGE, content_type=TEXT)
+        if not self.is_authorized(authorizer, request, topic):
+            return HttpResponseForbidden(REFUSED_MESSAGE, content_type=TEXT)
+        return None
+
+    def get(self, request: HttpRequest, topic: str, **kwargs: Any) -> HttpResponseBase:
         try:
             channel_topic = get_channel(self.channel_alias).topic(topic)
         except (TypeError, ValueError) as exc:
             return HttpResponseBadRequest(f"{exc}\n", content_type=TEXT)
-        if not self.is_authorized(authorizer, request, topic):
-            return HttpResponseForbidden(REFUSED_MESSAGE, content_type=TEXT)
+        if (refusal := self.refuse(request, topic)) is not None:
+            return refusal
         heartbeat = self.get_heartbeat()
         try:
             subscription = self.subscribe(request, channel_topic)
