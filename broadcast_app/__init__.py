@@ -27,11 +27,14 @@ from .exceptions import BroadcastChannelError, PublishError, SubscriptionClosedE
 
 if TYPE_CHECKING:
     from .conf import InvalidChannelBackendError, get_channel
+    from .events import asend_event, send_event
 
 #: Django-facing names and the module each loads from on first use.
 _LAZY = {
     "get_channel": "broadcast_app.conf",
     "InvalidChannelBackendError": "broadcast_app.conf",
+    "send_event": "broadcast_app.events",
+    "asend_event": "broadcast_app.events",
 }
 
 __all__ = [
@@ -50,7 +53,9 @@ __all__ = [
     "Subscription",
     "SubscriptionClosedError",
     "Topic",
+    "asend_event",
     "get_channel",
+    "send_event",
 ]
 
 

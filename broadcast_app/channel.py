@@ -198,17 +198,23 @@ class Producer(Protocol):
     """Write access to one topic. Thread-safe."""
 
     @abstractmethod
-    def publish(self, payload: bytes) -> None:
+    def publish(self, payload: bytes, *, event: str | None = None) -> None:
         """Deliver ``payload`` to every live subscription of the topic.
 
+        Subscribers receive exactly ``payload``. With ``event``, the message is the
+        named event ``event`` (``Message.event``; an SSE event of that name), whose
+        data is ``payload``.
+
         Raises:
-            TypeError: ``payload`` is not bytes-like (nothing is sent).
+            TypeError: ``payload`` is not bytes-like, or ``event`` not a str (nothing
+                is sent).
+            ValueError: ``event`` is not a usable event name (nothing is sent).
             PublishError: the backend could not accept the message.
         """
         ...
 
     @abstractmethod
-    async def apublish(self, payload: bytes) -> None:
+    async def apublish(self, payload: bytes, *, event: str | None = None) -> None:
         """Async twin of ``publish()``."""
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 from ..channel import BroadcastChannel, ChannelFeatures, Producer, Subscriber, Topic
+from . import _envelope
 from ._hub import Hub, Upstream
 from .subscription import ChannelSubscription
 
@@ -53,6 +54,18 @@ def as_payload(payload: object) -> bytes:
     )
 
 
+def wire_form(payload: object, event: object = None) -> bytes:
+    """Return what a publish sends: ``payload``, or the event ``event`` carrying it.
+
+    Raises:
+        TypeError, ValueError: the payload or the event name is unusable.
+    """
+    payload = as_payload(payload)
+    return _envelope.encode(
+        payload, None if event is None else _envelope.validate_event_name(event)
+    )
+
+
 def positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, not {value!r}.")
@@ -71,11 +84,11 @@ class TopicProducer(Producer):
     def __init__(self, topic: ChannelTopic) -> None:
         self._topic = topic
 
-    def publish(self, payload: bytes) -> None:
-        self._topic.publish(payload)
+    def publish(self, payload: bytes, *, event: str | None = None) -> None:
+        self._topic.publish(payload, event=event)
 
-    async def apublish(self, payload: bytes) -> None:
-        await self._topic.apublish(payload)
+    async def apublish(self, payload: bytes, *, event: str | None = None) -> None:
+        await self._topic.apublish(payload, event=event)
 
 
 class TopicSubscriber(Subscriber):
@@ -102,12 +115,11 @@ class ChannelTopic(Topic):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
-    def publish(self, payload: bytes) -> None:
-        self._channel.publish_payload(self.name, as_payload(payload))
+    def publish(self, payload: bytes, *, event: str | None = None) -> None:
+        self._channel.publish_payload(self.name, wire_form(payload, event))
 
-    async def apublish(self, payload: bytes) -> None:
-        """Async twin of ``publish()``."""
-        await self._channel.apublish_payload(self.name, as_payload(payload))
+    async def apublish(self, payload: bytes, *, event: str | None = None) -> None:
+        await self._channel.apublish_payload(self.name, wire_form(payload, event))
 
     def subscribe(self, *, buffer_bytes: int | None = None) -> ChannelSubscription:
         return self._channel.open_subscription(self.name, buffer_bytes=buffer_bytes)
@@ -196,7 +208,8 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
 
     @abstractmethod
     def publish_payload(self, topic: str, payload: bytes) -> None:
-        """Publish a validated payload to a validated topic name."""
+        """Publish the wire form of a message (see ``_envelope``) to a validated topic
+        name; whoever receives it decodes it with ``_envelope.decode``."""
 
     async def apublish_payload(self, topic: str, payload: bytes) -> None:
         await asyncio.to_thread(self.publish_payload, topic, payload)
