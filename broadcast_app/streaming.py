@@ -25,7 +25,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -206,7 +206,7 @@ class EventStream:
                 self._after_send(started)
         yield self._closing()
 
-    async def achunks(self) -> AsyncIterator[bytes]:
+    async def achunks(self) -> AsyncGenerator[bytes]:
         """Async twin of ``chunks()``; yields to the event loop after every full chunk."""
         areceive = self._subscription.areceive_message
         yield self._opening()

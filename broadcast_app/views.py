@@ -100,10 +100,15 @@ class EventStreamResponse(StreamingHttpResponse):
             super().close()
 
 
+def retry_after(retry: float) -> str:
+    """The ``Retry-After`` of a 503: the stream's ``retry`` in whole seconds, at least 1."""
+    return str(max(1, math.ceil(retry)))
+
+
 def unavailable(message: str, retry: float) -> HttpResponse:
     """A 503 answer that tells the client when to try again."""
     return HttpResponse(
-        message, status=503, content_type=TEXT, headers={"Retry-After": str(math.ceil(retry))}
+        message, status=503, content_type=TEXT, headers={"Retry-After": retry_after(retry)}
     )
 
 
