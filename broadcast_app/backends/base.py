@@ -8,10 +8,17 @@ import re
 import threading
 import types
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
-from ..channel import BroadcastChannel, ChannelFeatures, Producer, Subscriber, Topic
+from ..channel import (
+    BroadcastChannel,
+    ChannelFeatures,
+    Producer,
+    PublishListener,
+    Subscriber,
+    Topic,
+)
 from . import _envelope
 from ._hub import Hub, Upstream
 from .subscription import ChannelSubscription
@@ -116,10 +123,14 @@ class ChannelTopic(Topic):
         return f"<{type(self).__name__} {self.name!r}>"
 
     def publish(self, payload: bytes, *, event: str | None = None) -> None:
-        self._channel.publish_payload(self.name, wire_form(payload, event))
+        wire = wire_form(payload, event)
+        self._channel.publish_payload(self.name, wire)
+        self._channel.published(self.name, wire)
 
     async def apublish(self, payload: bytes, *, event: str | None = None) -> None:
-        await self._channel.apublish_payload(self.name, wire_form(payload, event))
+        wire = wire_form(payload, event)
+        await self._channel.apublish_payload(self.name, wire)
+        self._channel.published(self.name, wire)
 
     def subscribe(self, *, buffer_bytes: int | None = None) -> ChannelSubscription:
         return self._channel.open_subscription(self.name, buffer_bytes=buffer_bytes)
@@ -186,6 +197,29 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
         super().__init__()
         self.buffer_size = positive_int("buffer_size", buffer_size)
         self.subscribe_timeout = positive_number("subscribe_timeout", subscribe_timeout)
+        self._listeners_lock = threading.Lock()
+        self._publish_listeners: tuple[PublishListener, ...] = ()
+
+    def add_publish_listener(self, listener: PublishListener) -> Callable[[], None]:
+        with self._listeners_lock:
+            self._publish_listeners = (*self._publish_listeners, listener)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                listeners = list(self._publish_listeners)
+                if listener in listeners:
+                    listeners.remove(listener)
+                self._publish_listeners = tuple(listeners)
+
+        return remove
+
+    def published(self, topic: str, wire: bytes) -> None:
+        """Tell the publish listeners of a successful publish; called by the topics."""
+        listeners = self._publish_listeners
+        if listeners:
+            message = _envelope.decode(wire)
+            for listener in listeners:
+                listener(topic, message)
 
     @classmethod
     def from_settings(
