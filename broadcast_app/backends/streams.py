@@ -29,10 +29,10 @@ from redis.exceptions import RedisError
 from ..channel import ChannelFeatures, CursorSubscriber, CursorSubscription, CursorTopic, Message
 from ..exceptions import BroadcastChannelError, PublishError, SubscriptionClosedError
 from ._client import RedisClientChannel
+from ._feed_streams import StreamsFeed
 from ._hub import Hub, Upstream
 from ._inbox import Inbox, Latch
 from ._stream_scripts import APPEND_SCRIPT, PROBE_SCRIPT, Probe, payload_of, text
-from ._streams_feed import StreamsFeed
 from .base import (
     ChannelTopic,
     TopicSubscriber,
