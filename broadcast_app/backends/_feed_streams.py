@@ -33,8 +33,9 @@ PROBE_BATCH = 512
 UNBLOCK_RETRY = (0.001, 0.05)
 
 
-class _Topic:
-    """A listened topic: its key, confirmation, and the last ID delivered (or captured)."""
+class _StreamReadState:
+    """The reader's state for one listened stream: its topic and key, the latch that
+    confirms the topic, and the last ID delivered (or captured)."""
 
     __slots__ = ("broken", "key", "latch", "position", "seen", "topic")
 
@@ -83,7 +84,7 @@ class StreamsFeed(ConnectionReader, Upstream):
         self._prefix = prefix
         self._interval = health_check_interval
         self._retention = retention_seconds
-        self._topics: dict[str, _Topic] = {}
+        self._topics: dict[str, _StreamReadState] = {}
         # Listeners wake the reader; it exists while the reader thread runs.
         self._wakeup: WakeUp | None = None
         self._reader_id = 0
@@ -97,7 +98,7 @@ class StreamsFeed(ConnectionReader, Upstream):
 
     def listen(self, topic: str) -> Latch:
         with self._lock:
-            state = self._topics[topic] = _Topic(topic, self._prefix + topic.encode())
+            state = self._topics[topic] = _StreamReadState(topic, self._prefix + topic.encode())
             if self._thread is None and not self._stopping.is_set():
                 self._wakeup = WakeUp()
                 self._start_reader()
@@ -251,7 +252,7 @@ class StreamsFeed(ConnectionReader, Upstream):
             else:
                 self._break(state, probe.kind)
 
-    def _break(self, state: _Topic, kind: str) -> None:
+    def _break(self, state: _StreamReadState, kind: str) -> None:
         state.broken = True
         logger.error(
             "Topic %r cannot be received: the Redis key %r holds a %s, not a stream.",
@@ -318,7 +319,9 @@ class StreamsFeed(ConnectionReader, Upstream):
                 else:
                     pause = min(pause * 2, UNBLOCK_RETRY[1])
 
-    def _find_broken(self, connection: SubscriberConnection, request: dict[bytes, _Topic]) -> None:
+    def _find_broken(
+        self, connection: SubscriberConnection, request: dict[bytes, _StreamReadState]
+    ) -> None:
         """After XREAD failed: stop reading keys that are no longer streams."""
         states = list(request.values())
         probes = self._probe(connection, [state.key for state in states])
@@ -330,7 +333,7 @@ class StreamsFeed(ConnectionReader, Upstream):
         for state, probe in broken:
             self._break(state, probe.kind)
 
-    def _deliver(self, reply: Any, request: dict[bytes, _Topic]) -> None:
+    def _deliver(self, reply: Any, request: dict[bytes, _StreamReadState]) -> None:
         messages: list[tuple[str, Message]] = []
         for key, entries in reply.items() if isinstance(reply, dict) else reply:
             state = request.get(key)
