@@ -107,7 +107,7 @@ class HoldingInbox(Inbox):
                     self._floor = None  # Later messages have higher IDs still.
         return super().push(item)
 
-    def release(self, after: Position, held_drops: int) -> bool:
+    def hand_over(self, after: Position, held_drops: int) -> bool:
         """Stop holding unless messages were dropped since ``held_drops`` was read.
 
         From now on, live messages up to ``after`` (replayed already) are discarded.
@@ -194,7 +194,7 @@ class StreamSubscription(ChannelSubscription, CursorSubscription):
         self._page.extend(messages)
         if messages:
             history.after = position_of(messages[-1])
-        if len(messages) < REPLAY_PAGE and self._holding_inbox.release(history.after, held_drops):
+        if len(messages) < REPLAY_PAGE and self._holding_inbox.hand_over(history.after, held_drops):
             self._history = None
 
     def _replayed(self) -> Message | None:
