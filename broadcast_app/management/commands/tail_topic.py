@@ -19,7 +19,7 @@ from ..topics import (
     add_channel_argument,
     get_topic,
     open_channel,
-    positive_int,
+    positive_count,
     positive_seconds,
     subscribe,
 )
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         add_channel_argument(parser)
         parser.add_argument(
             "--count",
-            type=positive_int,
+            type=positive_count,
             metavar="N",
             help="Stop after N messages, counted over all topics.",
         )
