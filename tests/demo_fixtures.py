@@ -15,8 +15,9 @@ from typing import Any, Self
 
 import httpx
 
+from localservers import LoggedProcess, RedisServer, Service
+
 from .django_fixtures import ROOT, SSEParser, WebServer
-from .servers import LoggedProcess, RedisServer, Service
 
 #: Seconds any single expected thing may take.
 WAIT = 15.0

@@ -14,7 +14,7 @@ from contextlib import ExitStack, closing
 
 import pytest
 
-from .servers import wait_until
+from localservers import wait_until
 
 #: Generous bound for a message that must arrive; it only matters when a test fails.
 WAIT = 5.0

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import redis
 
+from localservers import wait_until
+
 from .demo_fixtures import (
     JOB_STEPS,
     WAIT,
@@ -22,7 +24,6 @@ from .demo_fixtures import (
     job_events,
     run_job,
 )
-from .servers import wait_until
 
 #: Jobs started at the same time by as many visitors.
 CONCURRENT_JOBS = 8

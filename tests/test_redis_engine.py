@@ -17,6 +17,7 @@ import pytest
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.exceptions import BroadcastChannelError
+from localservers import wait_until
 
 from .redis_helpers import (
     PROMPTLY,
@@ -26,7 +27,6 @@ from .redis_helpers import (
     resp3,
     subscribe_and_deliver,
 )
-from .servers import wait_until
 
 
 def first_message(subscription: Any) -> bytes:

@@ -20,9 +20,9 @@ from broadcast_app.exceptions import (
     PublishError,
     SubscriptionClosedError,
 )
+from localservers import wait_until
 
 from .redis_helpers import PROMPTLY, WAIT, both_protocols, engine_threads, resp3
-from .servers import wait_until
 
 
 def logged(caplog: pytest.LogCaptureFixture, level: int, text: str) -> bool:

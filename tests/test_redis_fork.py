@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from localservers import wait_until
+
 from .redis_helpers import WAIT, engine_threads
-from .servers import wait_until
 
 #: Seconds after which a child that is still running kills itself.
 CHILD_ALARM = 30

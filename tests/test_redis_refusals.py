@@ -12,9 +12,9 @@ import time
 import pytest
 
 from broadcast_app.exceptions import BroadcastChannelError
+from localservers import RedisServer, wait_until
 
 from .redis_helpers import WAIT, both_protocols, resp3
-from .servers import RedisServer, wait_until
 
 
 def allow_channels(server: RedisServer, pattern: str) -> None:

@@ -19,8 +19,7 @@ from django.test import override_settings
 from broadcast_app import BroadcastChannelError, PublishError
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
 from broadcast_app.conf import create_channel
-
-from .servers import free_port, wait_until
+from localservers import free_port, wait_until
 
 #: Generous bound for a message that must arrive; it only matters when a test fails.
 WAIT = 5.0

@@ -23,9 +23,7 @@ from redis.retry import Retry
 
 from broadcast_app import PublishError
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
-
-from .cluster import ClusterNodeServer, LocalCluster
-from .servers import wait_until
+from localservers import ClusterNodeServer, LocalCluster, wait_until
 
 #: Generous bound for a message that must arrive; it only matters when a test fails.
 WAIT = 5.0

@@ -18,9 +18,9 @@ import redis
 
 from broadcast_app import BroadcastChannelError, PublishError
 from broadcast_app.backends.streams import StreamsBroadcastChannel
+from localservers import RedisServer, wait_until
 
 from .redis_helpers import PROMPTLY, WAIT, subscribe_and_deliver
-from .servers import RedisServer, wait_until
 from .test_redis_fork import forked
 
 

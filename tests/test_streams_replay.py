@@ -22,8 +22,7 @@ from broadcast_app.backends.cursors import (
 )
 from broadcast_app.backends.streams import REPLAY_PAGE, StreamsBroadcastChannel
 from broadcast_app.backends.subscription import ChannelSubscription
-
-from .servers import RedisServer, wait_until
+from localservers import RedisServer, wait_until
 
 #: Generous bound for a message that must arrive; it only matters when a test fails.
 WAIT = 5.0

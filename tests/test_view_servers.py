@@ -14,8 +14,9 @@ import httpx
 import pytest
 import redis
 
+from localservers import RedisServer, wait_until
+
 from .django_fixtures import TEST_HEARTBEAT, Event, SSEParser, WebServer, web_server
-from .servers import RedisServer, wait_until
 
 __all__ = ["web_server"]  # A fixture, used by the tests below.
 
