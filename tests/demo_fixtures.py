@@ -18,9 +18,8 @@ import httpx
 from localservers import LoggedProcess, RedisServer, Service
 
 from .django_fixtures import ROOT, SSEParser, WebServer
+from .waiting import WAIT
 
-#: Seconds any single expected thing may take.
-WAIT = 15.0
 #: Seconds a Celery worker may take to start consuming.
 WORKER_START_TIMEOUT = 30.0
 #: The demo job of the tests: short, yet long enough for several to overlap.

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
-from localservers import wait_until
-
-from .demo_fixtures import WAIT, DemoSite
+from .demo_fixtures import (
+    DemoSite,
+)
 from .django_fixtures import ROOT
+from .waiting import WAIT, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -12,11 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from localservers import wait_until
-
 from .demo_fixtures import (
     JOB_STEPS,
-    WAIT,
     DemoSite,
     DemoWebServer,
     EventStream,
@@ -24,6 +21,7 @@ from .demo_fixtures import (
     job_events,
     run_job,
 )
+from .waiting import WAIT, wait_until
 
 #: Jobs started at the same time by as many visitors.
 CONCURRENT_JOBS = 8

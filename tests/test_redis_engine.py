@@ -17,16 +17,14 @@ import pytest
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.exceptions import BroadcastChannelError
-from localservers import wait_until
 
 from .redis_helpers import (
-    PROMPTLY,
-    WAIT,
     both_protocols,
     engine_threads,
     resp3,
     subscribe_and_deliver,
 )
+from .waiting import PROMPTLY, WAIT, wait_until
 
 
 def first_message(subscription: Any) -> bytes:

@@ -20,9 +20,13 @@ from broadcast_app.exceptions import (
     PublishError,
     SubscriptionClosedError,
 )
-from localservers import wait_until
 
-from .redis_helpers import PROMPTLY, WAIT, both_protocols, engine_threads, resp3
+from .redis_helpers import (
+    both_protocols,
+    engine_threads,
+    resp3,
+)
+from .waiting import PROMPTLY, WAIT, wait_until
 
 
 def logged(caplog: pytest.LogCaptureFixture, level: int, text: str) -> bool:

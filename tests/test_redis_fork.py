@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
-from localservers import wait_until
-
-from .redis_helpers import WAIT, engine_threads
+from .redis_helpers import (
+    engine_threads,
+)
+from .waiting import WAIT, wait_until
 
 #: Seconds after which a child that is still running kills itself.
 CHILD_ALARM = 30

@@ -23,10 +23,10 @@ from redis.retry import Retry
 
 from broadcast_app import PublishError
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
-from localservers import ClusterNodeServer, LocalCluster, wait_until
+from localservers import ClusterNodeServer, LocalCluster
 
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
+from .waiting import WAIT, wait_until
+
 #: How soon live subscriptions on a failed-over shard must receive again, in seconds.
 FAILOVER_RECOVERY = 15.0
 

@@ -22,12 +22,10 @@ from broadcast_app.backends.cursors import (
 )
 from broadcast_app.backends.streams import REPLAY_PAGE, StreamsBroadcastChannel
 from broadcast_app.backends.subscription import ChannelSubscription
-from localservers import RedisServer, wait_until
+from localservers import RedisServer
 
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly" (the target is well under 100 ms).
-PROMPTLY = 1.0
+from .waiting import PROMPTLY, WAIT, wait_until
+
 MAX = 2**64 - 1
 
 
