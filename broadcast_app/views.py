@@ -129,7 +129,7 @@ def path_is_utf8(request: HttpRequest) -> bool:
     return True
 
 
-async def _resolve(awaitable: Awaitable[object]) -> object:
+async def _awaited(awaitable: Awaitable[object]) -> object:
     return await awaitable
 
 
@@ -186,7 +186,7 @@ class BroadcastStreamView(View):
         """Ask ``authorizer``, awaiting its answer if it is async; only ``True`` allows."""
         allowed: object = authorizer(request, topic)
         if inspect.isawaitable(allowed):
-            allowed = async_to_sync(_resolve)(allowed)
+            allowed = async_to_sync(_awaited)(allowed)
         return allowed is True
 
     def get_heartbeat(self) -> float:

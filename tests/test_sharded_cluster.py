@@ -23,12 +23,10 @@ from redis.retry import Retry
 
 from broadcast_app import PublishError
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
+from localservers import ClusterNodeServer, LocalCluster
 
-from .cluster import ClusterNodeServer, LocalCluster
-from .servers import wait_until
+from .waiting import WAIT, wait_until
 
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
 #: How soon live subscriptions on a failed-over shard must receive again, in seconds.
 FAILOVER_RECOVERY = 15.0
 
