@@ -23,13 +23,10 @@ from broadcast_app.backends import _stream_replay
 from broadcast_app.backends.cursors import parse_cursor
 from broadcast_app.backends.streams import REPLAY_PAGE, StreamsBroadcastChannel
 from broadcast_app.backends.subscription import ChannelSubscription
+from localservers import RedisServer
 
-from .servers import RedisServer, wait_until
+from .waiting import PROMPTLY, WAIT, wait_until
 
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly" (the target is well under 100 ms).
-PROMPTLY = 1.0
 MAX = 2**64 - 1
 
 

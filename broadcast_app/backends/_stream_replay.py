@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from ..channel import CursorSubscription, Message
 from ..exceptions import BroadcastChannelError, SubscriptionClosedError
+from . import _envelope
 from ._hub import Hub
 from ._inbox import Inbox, Latch
 from ._stream_scripts import Probe, payload_of, text
@@ -68,7 +69,7 @@ class StreamHistory:
             raise BroadcastChannelError(
                 f"Could not replay the history of {self._key!r}: {exc}"
             ) from exc
-        messages = [Message(payload_of(f), text(i)) for i, f in entries]
+        messages = [_envelope.decode(payload_of(f), text(i)) for i, f in entries]
         return messages, lost
 
 
