@@ -71,7 +71,7 @@ class PubSubFeed(ConnectionReader, Upstream):
         *,
         commands: PubSubCommands = PUBSUB_COMMANDS,
         prefix: bytes = b"",
-        health_check_interval: float = 30.0,
+        health_check_interval: float,
         name: str = "redis",
     ) -> None:
         super().__init__(connect, name)

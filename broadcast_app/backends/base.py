@@ -27,6 +27,10 @@ from .subscription import ChannelSubscription
 
 #: Longest topic name accepted, in characters.
 MAX_TOPIC_LENGTH = 1024
+#: Messages a subscription keeps for its consumer before it drops the oldest.
+DEFAULT_BUFFER_SIZE = 1024
+#: Seconds a subscription waits for its topic to be confirmed before it raises.
+DEFAULT_SUBSCRIBE_TIMEOUT = 10.0
 # C0, DEL and C1 act on terminals and split log lines; U+FFFD is what a decoder leaves for
 # bytes it could not read, so names that differed in those bytes would meet in one topic.
 _UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ufffd]")
@@ -207,7 +211,12 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
 
     features: ClassVar[ChannelFeatures] = ChannelFeatures()
 
-    def __init__(self, *, buffer_size: int = 1024, subscribe_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
+    ) -> None:
         super().__init__()
         self.buffer_size = positive_int("buffer_size", buffer_size)
         self.subscribe_timeout = positive_number("subscribe_timeout", subscribe_timeout)
