@@ -19,7 +19,8 @@ from django.urls import include, path
 from broadcast_app import get_channel
 from broadcast_app.backends.memory import InMemoryBroadcastChannel
 from broadcast_app.backends.redis import RedisBroadcastChannel
-from broadcast_app.exceptions import InvalidChannelBackendError, SubscriptionClosedError
+from broadcast_app.conf import InvalidChannelBackendError
+from broadcast_app.exceptions import SubscriptionClosedError
 from broadcast_app.views import BroadcastStreamView
 
 from .django_fixtures import ROOT, allow_all

@@ -54,7 +54,7 @@ class ShardFeed(PubSubFeed):
 
     def __init__(
         self,
-        hub: Hub[bytes],
+        hub: Hub,
         connect: ConnectionFactory,
         *,
         prefix: bytes,
@@ -106,7 +106,7 @@ class ShardRouter(Upstream):
 
     def __init__(
         self,
-        hub: Hub[bytes],
+        hub: Hub,
         cluster: Callable[[], RedisCluster],
         *,
         prefix: bytes,

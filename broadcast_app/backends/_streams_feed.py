@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from redis.exceptions import RedisError, ResponseError
 
+from ..channel import ORIGIN, Message
 from ._connection import (
     ConnectionFactory,
     ConnectionLost,
@@ -22,7 +23,6 @@ from ._connection import (
 from ._hub import Hub, Upstream
 from ._inbox import Latch
 from ._stream_scripts import PROBE_SCRIPT, Probe, payload_of, text
-from .cursors import ORIGIN, StreamMessage
 
 logger = logging.getLogger("broadcast_app")
 
@@ -70,7 +70,7 @@ class StreamsFeed(ConnectionReader, Upstream):
 
     def __init__(
         self,
-        hub: Hub[StreamMessage],
+        hub: Hub,
         connect: ConnectionFactory,
         client: redis.Redis,
         *,
@@ -263,7 +263,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                 state.seen = (
                     int(probe.added) if probe.added else 0 if probe.kind == "none" else None
                 )
-                state.latch.set()
+                state.latch.set(state.position.decode())
             else:
                 self._break(state, probe.kind)
 
@@ -346,7 +346,7 @@ class StreamsFeed(ConnectionReader, Upstream):
             self._break(state, probe.kind)
 
     def _deliver(self, reply: Any, request: dict[bytes, _Topic]) -> None:
-        messages: list[tuple[str, StreamMessage]] = []
+        messages: list[tuple[str, Message]] = []
         for key, entries in reply.items() if isinstance(reply, dict) else reply:
             state = request.get(key)
             if state is None or not entries:
@@ -356,7 +356,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                     continue  # Unlistened meanwhile; a new listener starts afresh.
             topic = state.topic
             messages.extend(
-                (topic, StreamMessage(payload_of(fields), entry_id.decode()))
+                (topic, Message(payload_of(fields), entry_id.decode()))
                 for entry_id, fields in entries
             )
             state.position = entries[-1][0]

@@ -9,13 +9,11 @@ import threading
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, ClassVar, Self
 
-from ..channel import BroadcastChannel, Producer, Subscriber, Topic
+from ..channel import BroadcastChannel, ChannelFeatures, Producer, Subscriber, Topic
 from ._hub import Hub, Upstream
-from .subscription import ChannelSubscription, PayloadSubscription
-
-T = TypeVar("T")
+from .subscription import ChannelSubscription
 
 #: Longest topic name accepted, in characters.
 MAX_TOPIC_LENGTH = 1024
@@ -86,8 +84,8 @@ class TopicSubscriber(Subscriber):
     def __init__(self, topic: ChannelTopic) -> None:
         self._topic = topic
 
-    def subscribe(self) -> ChannelSubscription:
-        return self._topic.subscribe()
+    def subscribe(self, *, buffer_bytes: int | None = None) -> ChannelSubscription:
+        return self._topic.subscribe(buffer_bytes=buffer_bytes)
 
 
 class ChannelTopic(Topic):
@@ -95,7 +93,11 @@ class ChannelTopic(Topic):
 
     def __init__(self, channel: BaseBroadcastChannel, name: str) -> None:
         self._channel = channel
-        self.name = name
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -107,8 +109,8 @@ class ChannelTopic(Topic):
         """Async twin of ``publish()``."""
         await self._channel.apublish_payload(self.name, as_payload(payload))
 
-    def subscribe(self) -> ChannelSubscription:
-        return self._channel.open_subscription(self.name)
+    def subscribe(self, *, buffer_bytes: int | None = None) -> ChannelSubscription:
+        return self._channel.open_subscription(self.name, buffer_bytes=buffer_bytes)
 
     def as_producer(self) -> TopicProducer:
         return TopicProducer(self)
@@ -117,19 +119,19 @@ class ChannelTopic(Topic):
         return TopicSubscriber(self)
 
 
-class HubOwner(Generic[T]):
+class HubOwner:
     """Holds the hub of the current process, created on first use and again after a fork."""
 
     def __init__(self) -> None:
         self._hub_lock = threading.Lock()
-        self._hub: Hub[T] | None = None
+        self._hub: Hub | None = None
 
     @abstractmethod
-    def create_upstream(self, hub: Hub[T]) -> Upstream:
+    def create_upstream(self, hub: Hub) -> Upstream:
         """Return the upstream feeding ``hub``; called once per process, must not do I/O."""
 
     @property
-    def hub(self) -> Hub[T]:
+    def hub(self) -> Hub:
         hub = self._hub
         if hub is not None and hub.pid == os.getpid():
             return hub
@@ -158,14 +160,15 @@ class HubOwner(Generic[T]):
         self.close()
 
 
-# The hub's item type is each backend's own (payloads, or messages with a cursor); it
-# stays out of this class so that every backend has the one base the settings expect.
-class BaseBroadcastChannel(HubOwner[Any], BroadcastChannel, ABC):
+class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
     """A channel whose subscriptions are served by one hub per process.
 
-    Subclasses provide ``create_upstream()`` and ``publish_payload()``; a backend whose
-    hub carries more than payloads also overrides ``open_subscription()``.
+    Subclasses provide ``create_upstream()`` and ``publish_payload()``, and declare
+    ``features``; a backend with history also overrides ``topic()`` and
+    ``open_subscription()``.
     """
+
+    features: ClassVar[ChannelFeatures] = ChannelFeatures()
 
     def __init__(self, *, buffer_size: int = 1024, subscribe_timeout: float = 10.0) -> None:
         super().__init__()
@@ -198,5 +201,10 @@ class BaseBroadcastChannel(HubOwner[Any], BroadcastChannel, ABC):
     async def apublish_payload(self, topic: str, payload: bytes) -> None:
         await asyncio.to_thread(self.publish_payload, topic, payload)
 
-    def open_subscription(self, topic: str) -> ChannelSubscription:
-        return PayloadSubscription(self.hub, topic, self.buffer_size, self.subscribe_timeout)
+    def open_subscription(
+        self, topic: str, *, buffer_bytes: int | None = None
+    ) -> ChannelSubscription:
+        """Raises ValueError for an invalid ``buffer_bytes``, before any I/O."""
+        return ChannelSubscription(
+            self.hub, topic, self.buffer_size, self.subscribe_timeout, buffer_bytes
+        )

@@ -38,7 +38,7 @@ class RedisBroadcastChannel(RedisClientChannel):
 
     commands: PubSubCommands = PUBSUB_COMMANDS
 
-    def create_upstream(self, hub: Hub[bytes]) -> Upstream:
+    def create_upstream(self, hub: Hub) -> Upstream:
         return PubSubFeed(
             hub,
             self.reader_connection,

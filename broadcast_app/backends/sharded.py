@@ -183,7 +183,7 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
             raise TypeError(f"Unknown options for {cls.__name__} or {client}: {unknown}.")
         return cls.from_url(location, **options)
 
-    def create_upstream(self, hub: Hub[bytes]) -> Upstream:
+    def create_upstream(self, hub: Hub) -> Upstream:
         prefix = self.prefix.encode()
         if self.is_cluster:
             return ShardRouter(

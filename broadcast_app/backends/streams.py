@@ -26,10 +26,11 @@ from redis.client import NEVER_DECODE
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
+from ..channel import ChannelFeatures, CursorSubscriber, CursorSubscription, CursorTopic, Message
 from ..exceptions import BroadcastChannelError, PublishError, SubscriptionClosedError
 from ._client import RedisClientChannel
 from ._hub import Hub, Upstream
-from ._inbox import Inbox
+from ._inbox import Inbox, Latch
 from ._stream_scripts import APPEND_SCRIPT, PROBE_SCRIPT, Probe, payload_of, text
 from ._streams_feed import StreamsFeed
 from .base import (
@@ -39,16 +40,8 @@ from .base import (
     positive_number,
     validate_topic_name,
 )
-from .cursors import (
-    CursorSubscription,
-    CursorTopic,
-    Position,
-    StreamMessage,
-    format_cursor,
-    parse_cursor,
-    successor,
-)
-from .subscription import BaseSubscription, check_timeout
+from .cursors import Position, format_cursor, parse_cursor, position_of, successor
+from .subscription import ChannelSubscription, check_timeout
 
 #: Entries fetched per XRANGE while replaying.
 REPLAY_PAGE = 512
@@ -69,7 +62,7 @@ class _History:
         # Replaying from the origin asks for whatever is retained: nothing can be missing.
         self.checked = after == (0, 0)
 
-    def read(self) -> tuple[list[StreamMessage], bool]:
+    def read(self) -> tuple[list[Message], bool]:
         """Return the next page, and whether entries after the start may have been lost.
 
         Blocks on one or two round trips.
@@ -94,11 +87,11 @@ class _History:
             raise BroadcastChannelError(
                 f"Could not replay the history of {self._key!r}: {exc}"
             ) from exc
-        messages = [StreamMessage(payload_of(f), text(i)) for i, f in entries]
+        messages = [Message(payload_of(f), text(i)) for i, f in entries]
         return messages, lost
 
 
-class _HoldingInbox(Inbox[StreamMessage]):
+class _HoldingInbox(Inbox):
     """An inbox that can hold live messages back while a replay catches up.
 
     While holding, it keeps the newest ``capacity`` messages without waking the
@@ -109,15 +102,15 @@ class _HoldingInbox(Inbox[StreamMessage]):
 
     __slots__ = ("_floor", "_holding", "held_drops")
 
-    def __init__(self, topic: str, capacity: int, *, holding: bool) -> None:
-        super().__init__(topic, capacity)
+    def __init__(self, topic: str, capacity: int, max_bytes: int | None, *, holding: bool) -> None:
+        super().__init__(topic, capacity, max_bytes)
         self._holding = holding
         self._floor: Position | None = None
         #: Messages dropped while holding: a replay page that ends after a drop must be
         #: followed by another before the live messages can take over.
         self.held_drops = 0
 
-    def push(self, item: StreamMessage) -> bool:
+    def push(self, item: Message) -> bool:
         if self._holding or self._floor is not None:
             with self._lock:
                 if self._holding:
@@ -128,7 +121,7 @@ class _HoldingInbox(Inbox[StreamMessage]):
                         self._items.append(item)
                     return False
                 if self._floor is not None:
-                    if item.position <= self._floor:
+                    if position_of(item) <= self._floor:
                         return False
                     self._floor = None  # Later messages have higher IDs still.
         return super().push(item)
@@ -143,7 +136,7 @@ class _HoldingInbox(Inbox[StreamMessage]):
         with self._lock:
             if self.held_drops != held_drops:
                 return False
-            while self._items and self._items[0].position <= after:
+            while self._items and position_of(self._items[0]) <= after:
                 self._items.popleft()
             if not self._items:
                 self._floor = after
@@ -152,7 +145,7 @@ class _HoldingInbox(Inbox[StreamMessage]):
         return True
 
 
-class StreamSubscription(BaseSubscription[StreamMessage], CursorSubscription):
+class StreamSubscription(ChannelSubscription, CursorSubscription):
     """A subscription to a stream; with a cursor, it replays the history first.
 
     The replay reads pages of ``REPLAY_PAGE`` entries through the client's pool, in the
@@ -163,25 +156,51 @@ class StreamSubscription(BaseSubscription[StreamMessage], CursorSubscription):
 
     def __init__(
         self,
-        hub: Hub[StreamMessage],
+        hub: Hub,
         topic: str,
         buffer_size: int,
         subscribe_timeout: float,
+        *,
         history: _History | None,
+        buffer_bytes: int | None = None,
     ) -> None:
         self._history = history
-        self._page: deque[StreamMessage] = deque()
-        super().__init__(hub, topic, buffer_size, subscribe_timeout)
+        self._page: deque[Message] = deque()
+        self._cursor = None if history is None else format_cursor(history.after)
+        super().__init__(hub, topic, buffer_size, subscribe_timeout, buffer_bytes)
 
-    def _create_inbox(self, topic: str, buffer_size: int) -> Inbox[StreamMessage]:
-        self._holding_inbox = _HoldingInbox(topic, buffer_size, holding=self._history is not None)
+    def _create_inbox(self, topic: str, buffer_size: int, buffer_bytes: int | None) -> Inbox:
+        self._holding_inbox = _HoldingInbox(
+            topic, buffer_size, buffer_bytes, holding=self._history is not None
+        )
         return self._holding_inbox
+
+    @property
+    def cursor(self) -> str:
+        """See ``CursorSubscription.cursor``.
+
+        Raises:
+            BroadcastChannelError: the subscription has not started, so it has no position.
+        """
+        if self._cursor is None:
+            raise BroadcastChannelError(
+                f"The subscription to {self.topic!r} has no position before it starts."
+            )
+        return self._cursor
+
+    def _delivered(self, message: Message | None) -> Message | None:
+        if message is not None:
+            self._cursor = message.cursor
+        return message
+
+    def _after_confirmation(self, latch: Latch, confirmed: bool) -> None:
+        super()._after_confirmation(latch, confirmed)
+        if self._cursor is None:
+            self._cursor = latch.value
 
     # -- the replay --------------------------------------------------------------------
 
-    def _apply(
-        self, history: _History, held_drops: int, read: tuple[list[StreamMessage], bool]
-    ) -> None:
+    def _apply(self, history: _History, held_drops: int, read: tuple[list[Message], bool]) -> None:
         messages, lost = read
         if self._closed:
             return
@@ -191,11 +210,11 @@ class StreamSubscription(BaseSubscription[StreamMessage], CursorSubscription):
                 self._inbox.mark_gap()
         self._page.extend(messages)
         if messages:
-            history.after = messages[-1].position
+            history.after = position_of(messages[-1])
         if len(messages) < REPLAY_PAGE and self._holding_inbox.release(history.after, held_drops):
             self._history = None
 
-    def _replayed(self) -> StreamMessage | None:
+    def _replayed(self) -> Message | None:
         """The next replayed message; None once the live messages have taken over."""
         while not self._page:
             history = self._history
@@ -205,7 +224,7 @@ class StreamSubscription(BaseSubscription[StreamMessage], CursorSubscription):
             self._apply(history, held_drops, history.read())
         return self._page.popleft()
 
-    async def _areplayed(self) -> StreamMessage | None:
+    async def _areplayed(self) -> Message | None:
         while not self._page:
             history = self._history
             if history is None or self._closed:
@@ -216,71 +235,58 @@ class StreamSubscription(BaseSubscription[StreamMessage], CursorSubscription):
 
     # -- what the shared API draws from -------------------------------------------------
 
-    def _next(self, timeout: float | None) -> StreamMessage | None:
+    def _next(self, timeout: float | None) -> Message | None:
         check_timeout(timeout)
         self._start()
         message = self._replayed()
-        return self._inbox.get(timeout) if message is None else message
+        return self._delivered(self._inbox.get(timeout) if message is None else message)
 
-    async def _anext(self, timeout: float | None) -> StreamMessage | None:
+    async def _anext(self, timeout: float | None) -> Message | None:
         check_timeout(timeout)
         await self._astart()
         message = await self._areplayed()
-        return await self._inbox.aget(timeout) if message is None else message
+        return self._delivered(await self._inbox.aget(timeout) if message is None else message)
 
-    def _iterate(self) -> Iterator[StreamMessage]:
+    def _iterate(self) -> Iterator[Message]:
         try:
             self._start()
             while (message := self._replayed()) is not None:
-                yield message
+                yield self._delivered(message) or message
         except SubscriptionClosedError:
             return
-        yield from super()._iterate()
+        for message in super()._iterate():
+            yield self._delivered(message) or message
 
-    async def _aiterate(self) -> AsyncIterator[StreamMessage]:
+    async def _aiterate(self) -> AsyncIterator[Message]:
         try:
             await self._astart()
             while (message := await self._areplayed()) is not None:
-                yield message
+                yield self._delivered(message) or message
         except SubscriptionClosedError:
             return
         async for message in super()._aiterate():
-            yield message
+            yield self._delivered(message) or message
 
     # -- public ------------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[bytes]:
-        for message in self._iterate():
-            yield message.payload
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for message in self._aiterate():
-            yield message.payload
-
-    def receive(self, timeout: float | None = 0.1) -> bytes | None:
-        message = self._next(timeout)
-        return None if message is None else message.payload
-
-    async def areceive(self, timeout: float | None = 0.1) -> bytes | None:
-        message = await self._anext(timeout)
-        return None if message is None else message.payload
-
-    def receive_with_cursor(self, timeout: float | None = 0.1) -> StreamMessage | None:
+    def receive_with_cursor(self, timeout: float | None = 0.1) -> Message | None:
         return self._next(timeout)
 
-    async def areceive_with_cursor(self, timeout: float | None = 0.1) -> StreamMessage | None:
+    async def areceive_with_cursor(self, timeout: float | None = 0.1) -> Message | None:
         return await self._anext(timeout)
 
 
-class StreamsTopicSubscriber(TopicSubscriber):
+class StreamsTopicSubscriber(TopicSubscriber, CursorSubscriber):
     """Read-only view of a Streams topic."""
 
     def __init__(self, topic: StreamsTopic) -> None:
         super().__init__(topic)
         self._streams_topic = topic
 
-    def subscribe(self, cursor: str | None = None) -> StreamSubscription:
-        return self._streams_topic.subscribe(cursor)
+    def subscribe(
+        self, cursor: str | None = None, *, buffer_bytes: int | None = None
+    ) -> StreamSubscription:
+        return self._streams_topic.subscribe(cursor, buffer_bytes=buffer_bytes)
 
 
 class StreamsTopic(ChannelTopic, CursorTopic):
@@ -290,8 +296,10 @@ class StreamsTopic(ChannelTopic, CursorTopic):
         super().__init__(channel, name)
         self._streams = channel
 
-    def subscribe(self, cursor: str | None = None) -> StreamSubscription:
-        return self._streams.open_subscription(self.name, cursor)
+    def subscribe(
+        self, cursor: str | None = None, *, buffer_bytes: int | None = None
+    ) -> StreamSubscription:
+        return self._streams.open_subscription(self.name, cursor, buffer_bytes=buffer_bytes)
 
     def as_subscriber(self) -> StreamsTopicSubscriber:
         return StreamsTopicSubscriber(self)
@@ -305,6 +313,8 @@ class StreamsBroadcastChannel(RedisClientChannel):
     hundred or so more are kept), None for no limit. The other arguments are those of
     ``RedisBroadcastChannel``; the reader's blocking read lasts ``health_check_interval``.
     """
+
+    features = ChannelFeatures(keeps_history=True, crosses_processes=True)
 
     def __init__(
         self,
@@ -333,7 +343,7 @@ class StreamsBroadcastChannel(RedisClientChannel):
     def topic(self, topic: str) -> StreamsTopic:
         return StreamsTopic(self, validate_topic_name(topic))
 
-    def create_upstream(self, hub: Hub[StreamMessage]) -> Upstream:
+    def create_upstream(self, hub: Hub) -> Upstream:
         return StreamsFeed(
             hub,
             self.reader_connection,
@@ -351,11 +361,19 @@ class StreamsBroadcastChannel(RedisClientChannel):
         except RedisError as exc:
             raise PublishError(f"Could not publish to topic {topic!r}: {exc}") from exc
 
-    def open_subscription(self, topic: str, cursor: str | None = None) -> StreamSubscription:
-        """Raises TypeError or ValueError for an invalid ``cursor``, before any I/O."""
+    def open_subscription(
+        self, topic: str, cursor: str | None = None, *, buffer_bytes: int | None = None
+    ) -> StreamSubscription:
+        """Raises TypeError or ValueError for an invalid ``cursor`` or ``buffer_bytes``,
+        before any I/O."""
         history = None
         if cursor is not None:
             history = _History(self.client, self._probe, self.prefix + topic, parse_cursor(cursor))
         return StreamSubscription(
-            self.hub, topic, self.buffer_size, self.subscribe_timeout, history
+            self.hub,
+            topic,
+            self.buffer_size,
+            self.subscribe_timeout,
+            history=history,
+            buffer_bytes=buffer_bytes,
         )

@@ -13,8 +13,7 @@ from typing import Any, NamedTuple
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...backends.cursors import CursorSubscription
-from ...backends.subscription import ChannelSubscription
+from ...channel import Subscription
 from ...exceptions import BroadcastChannelError, SubscriptionClosedError
 from ..topics import (
     add_channel_argument,
@@ -88,7 +87,7 @@ class Command(BaseCommand):
         names = list(dict.fromkeys(options["topics"]))
         # Not started yet: a failed check here leaves nothing to close.
         subscriptions = [
-            subscribe(get_topic(channel, name), alias, options["since"]) for name in names
+            subscribe(channel, get_topic(channel, name), alias, options["since"]) for name in names
         ]
         self.as_json = options["format"] == "json"
         self.prefix = len(names) > 1
@@ -103,7 +102,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     async def tail(
-        self, subscriptions: list[ChannelSubscription], count: int | None, timeout: float | None
+        self, subscriptions: list[Subscription], count: int | None, timeout: float | None
     ) -> None:
         deliveries: asyncio.Queue[_Item] = asyncio.Queue()
         async with contextlib.AsyncExitStack() as stack:
@@ -162,23 +161,21 @@ class Command(BaseCommand):
         return f"[{topic}] {text}" if self.prefix else text
 
 
-async def _forward(subscription: ChannelSubscription, deliveries: asyncio.Queue[_Item]) -> None:
+async def _forward(subscription: Subscription, deliveries: asyncio.Queue[_Item]) -> None:
     """Queue what ``subscription`` receives, with its cursor where the channel has them."""
-
-    def deliver(payload: bytes, cursor: str | None) -> None:
-        deliveries.put_nowait(
-            _Delivery(subscription.topic, payload, cursor, datetime.now(UTC), subscription.gaps)
-        )
-
     try:
-        if isinstance(subscription, CursorSubscription):
-            while True:
-                message = await subscription.areceive_with_cursor(timeout=None)
-                if message is not None:
-                    deliver(message.payload, message.cursor)
-        else:
-            async for payload in subscription:
-                deliver(payload, None)
+        while True:
+            message = await subscription.areceive_message(timeout=None)
+            if message is not None:
+                deliveries.put_nowait(
+                    _Delivery(
+                        subscription.topic,
+                        message.payload,
+                        message.cursor,
+                        datetime.now(UTC),
+                        subscription.gaps,
+                    )
+                )
     except SubscriptionClosedError:
         pass
     except BroadcastChannelError as exc:  # A replay could not read Redis.
