@@ -108,7 +108,7 @@ class _EventStream:
             if not self._chunk:
                 self._append(sse.KEEP_ALIVE)
             return False
-        self._append(sse.payload_event(received.payload, received.cursor))
+        self._append(sse.message_event(received))
         return len(self._chunk) < MAX_BATCH
 
     def _append(self, frame: bytes) -> None:

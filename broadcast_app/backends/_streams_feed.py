@@ -13,6 +13,7 @@ import redis
 from redis.exceptions import RedisError, ResponseError
 
 from ..channel import ORIGIN, Message
+from . import _envelope
 from ._connection import (
     ConnectionFactory,
     ConnectionLost,
@@ -356,7 +357,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                     continue  # Unlistened meanwhile; a new listener starts afresh.
             topic = state.topic
             messages.extend(
-                (topic, Message(payload_of(fields), entry_id.decode()))
+                (topic, _envelope.decode(payload_of(fields), entry_id.decode()))
                 for entry_id, fields in entries
             )
             state.position = entries[-1][0]

@@ -8,10 +8,18 @@ import re
 import threading
 import types
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
-from ..channel import BroadcastChannel, ChannelFeatures, Producer, Subscriber, Topic
+from ..channel import (
+    BroadcastChannel,
+    ChannelFeatures,
+    Producer,
+    PublishListener,
+    Subscriber,
+    Topic,
+)
+from . import _envelope
 from ._hub import Hub, Upstream
 from .subscription import ChannelSubscription
 
@@ -53,6 +61,18 @@ def as_payload(payload: object) -> bytes:
     )
 
 
+def wire_form(payload: object, event: object = None) -> bytes:
+    """Return what a publish sends: ``payload``, or the event ``event`` carrying it.
+
+    Raises:
+        TypeError, ValueError: the payload or the event name is unusable.
+    """
+    payload = as_payload(payload)
+    return _envelope.encode(
+        payload, None if event is None else _envelope.validate_event_name(event)
+    )
+
+
 def positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, not {value!r}.")
@@ -71,11 +91,11 @@ class TopicProducer(Producer):
     def __init__(self, topic: ChannelTopic) -> None:
         self._topic = topic
 
-    def publish(self, payload: bytes) -> None:
-        self._topic.publish(payload)
+    def publish(self, payload: bytes, *, event: str | None = None) -> None:
+        self._topic.publish(payload, event=event)
 
-    async def apublish(self, payload: bytes) -> None:
-        await self._topic.apublish(payload)
+    async def apublish(self, payload: bytes, *, event: str | None = None) -> None:
+        await self._topic.apublish(payload, event=event)
 
 
 class TopicSubscriber(Subscriber):
@@ -102,12 +122,15 @@ class ChannelTopic(Topic):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
-    def publish(self, payload: bytes) -> None:
-        self._channel.publish_payload(self.name, as_payload(payload))
+    def publish(self, payload: bytes, *, event: str | None = None) -> None:
+        wire = wire_form(payload, event)
+        self._channel.publish_payload(self.name, wire)
+        self._channel.published(self.name, wire)
 
-    async def apublish(self, payload: bytes) -> None:
-        """Async twin of ``publish()``."""
-        await self._channel.apublish_payload(self.name, as_payload(payload))
+    async def apublish(self, payload: bytes, *, event: str | None = None) -> None:
+        wire = wire_form(payload, event)
+        await self._channel.apublish_payload(self.name, wire)
+        self._channel.published(self.name, wire)
 
     def subscribe(self, *, buffer_bytes: int | None = None) -> ChannelSubscription:
         return self._channel.open_subscription(self.name, buffer_bytes=buffer_bytes)
@@ -174,6 +197,29 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
         super().__init__()
         self.buffer_size = positive_int("buffer_size", buffer_size)
         self.subscribe_timeout = positive_number("subscribe_timeout", subscribe_timeout)
+        self._listeners_lock = threading.Lock()
+        self._publish_listeners: tuple[PublishListener, ...] = ()
+
+    def add_publish_listener(self, listener: PublishListener) -> Callable[[], None]:
+        with self._listeners_lock:
+            self._publish_listeners = (*self._publish_listeners, listener)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                listeners = list(self._publish_listeners)
+                if listener in listeners:
+                    listeners.remove(listener)
+                self._publish_listeners = tuple(listeners)
+
+        return remove
+
+    def published(self, topic: str, wire: bytes) -> None:
+        """Tell the publish listeners of a successful publish; called by the topics."""
+        listeners = self._publish_listeners
+        if listeners:
+            message = _envelope.decode(wire)
+            for listener in listeners:
+                listener(topic, message)
 
     @classmethod
     def from_settings(
@@ -196,7 +242,8 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
 
     @abstractmethod
     def publish_payload(self, topic: str, payload: bytes) -> None:
-        """Publish a validated payload to a validated topic name."""
+        """Publish the wire form of a message (see ``_envelope``) to a validated topic
+        name; whoever receives it decodes it with ``_envelope.decode``."""
 
     async def apublish_payload(self, topic: str, payload: bytes) -> None:
         await asyncio.to_thread(self.publish_payload, topic, payload)

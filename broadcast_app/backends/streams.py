@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from ..channel import ChannelFeatures, CursorSubscriber, CursorSubscription, CursorTopic, Message
 from ..exceptions import BroadcastChannelError, PublishError, SubscriptionClosedError
+from . import _envelope
 from ._client import RedisClientChannel
 from ._hub import Hub, Upstream
 from ._inbox import Inbox, Latch
@@ -87,7 +88,7 @@ class _History:
             raise BroadcastChannelError(
                 f"Could not replay the history of {self._key!r}: {exc}"
             ) from exc
-        messages = [Message(payload_of(f), text(i)) for i, f in entries]
+        messages = [_envelope.decode(payload_of(f), text(i)) for i, f in entries]
         return messages, lost
 
 
