@@ -13,10 +13,19 @@ app registers ``BroadcastCollector`` with its default registry at start-up, so
 each labelled ``channel`` with the alias, for every channel this process has built.
 The figures are read from ``channel.stats()`` when scraped: nothing is added to the
 publish or delivery paths.
+
+Several processes (gunicorn, uvicorn ``--workers``): with ``prometheus_client``'s
+multi-process mode (``PROMETHEUS_MULTIPROC_DIR`` set in every process), a scrape reads
+the files the processes write, not their collectors; each process then mirrors its
+figures into multi-process metrics every ``MIRROR_INTERVAL`` seconds from a daemon
+thread (gauges summed over live processes, counters over all), so the scrape of any
+worker shows the sum.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -100,16 +109,93 @@ class BroadcastCollector:
             yield family
 
 
+#: Seconds between two copies of the figures into multi-process metrics.
+MIRROR_INTERVAL = 5.0
+
+
+class MultiProcessMirror:
+    """Copies ``channel_stats()`` into ``prometheus_client`` multi-process metrics.
+
+    ``copy()`` is the whole job; ``start()`` runs it every ``interval`` seconds in a
+    daemon thread of this process, and again in a child after a fork (a server that
+    loads the app before forking its workers).
+    """
+
+    def __init__(self, interval: float = MIRROR_INTERVAL) -> None:
+        from prometheus_client import Counter, Gauge  # noqa: PLC0415 (an optional dependency)
+
+        self.interval = interval
+        self._gauges = {
+            key: Gauge(name, documentation, ["channel"], multiprocess_mode="livesum")
+            for key, (name, kind, documentation) in METRICS.items()
+            if kind == "gauge"
+        }
+        self._counters = {
+            key: Counter(name, documentation, ["channel"])
+            for key, (name, kind, documentation) in METRICS.items()
+            if kind == "counter"
+        }
+        self._copied: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        os.register_at_fork(after_in_child=self._forked)
+
+    def copy(self) -> None:
+        """Copy the figures of every channel built so far. Thread-safe."""
+        with self._lock:
+            for alias, stats in channel_stats().items():
+                for key, gauge in self._gauges.items():
+                    gauge.labels(alias).set(stats.get(key, 0))
+                for key, counter in self._counters.items():
+                    value = stats.get(key, 0)
+                    # A channel rebuilt (settings changed) counts from zero again.
+                    delta = value - self._copied.get((alias, key), 0)
+                    if delta > 0:
+                        counter.labels(alias).inc(delta)
+                    self._copied[(alias, key)] = value
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="broadcast_app-metrics", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """End the thread (it otherwise lives as long as the process)."""
+        self._stopping.set()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self.copy()
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()
+        self._copied.clear()
+        if self._thread is not None:
+            self._thread = None
+            self.start()
+
+
 _registered: set[int] = set()
+_mirror: MultiProcessMirror | None = None
 
 
 def register(registry: CollectorRegistry | None = None) -> bool:
-    """Register ``BroadcastCollector`` with ``registry`` (default: prometheus_client's),
-    once; return False when ``prometheus_client`` is not installed."""
+    """Export the figures to ``registry`` (default: prometheus_client's), once per
+    registry; in multi-process mode, start mirroring them into multi-process metrics
+    instead. Return False when ``prometheus_client`` is not installed."""
+    global _mirror  # noqa: PLW0603 (one mirror per process)
     try:
         from prometheus_client import REGISTRY  # noqa: PLC0415 (an optional dependency)
     except ImportError:
         return False
+    if registry is None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if _mirror is None:
+            _mirror = MultiProcessMirror()
+            _mirror.start()
+        return True
     target = REGISTRY if registry is None else registry
     if id(target) not in _registered:
         target.register(BroadcastCollector())

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from broadcast_app import get_channel, metrics
 
 from .waiting import WAIT, wait_until
 
+ROOT = Path(__file__).resolve().parent.parent
 MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
 
 
@@ -75,3 +80,55 @@ def test_the_collector_exports_every_channel_by_alias(settings: Any):
     assert samples[("broadcast_app_messages_dropped_total", "other")] == 0
     assert samples[("broadcast_app_gaps_total", "default")] == 0
     assert samples[("broadcast_app_reconnects_total", "default")] == 0
+
+
+PUBLISHER = """
+import sys, django
+django.setup()
+from broadcast_app import get_channel, metrics
+subscription = get_channel().topic("jobs").subscribe().__enter__()
+for _ in range(int(sys.argv[1])):
+    get_channel().topic("jobs").publish(b"x")
+metrics._mirror.copy()
+print("copied", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_multi_process_mode_sums_the_processes(tmp_path: Path):
+    """Two processes in prometheus_client's multi-process mode: a scrape sums them."""
+    environ = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        "PYTHONPATH": str(ROOT),
+    }
+    environ.pop("REDIS_URL", None)
+    publishers = [
+        subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, str(count)],
+            cwd=ROOT,
+            env=environ,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for count in (3, 4)
+    ]
+    try:
+        for publisher in publishers:
+            assert publisher.stdout is not None
+            assert publisher.stdout.readline().strip() == "copied"
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+        samples = {
+            (sample.name, sample.labels.get("channel")): sample.value
+            for family in text_string_to_metric_families(generate_latest(registry).decode())
+            for sample in family.samples
+        }
+    finally:
+        for publisher in publishers:
+            publisher.communicate(timeout=WAIT)
+    assert samples[("broadcast_app_messages_published_total", "default")] == 7
+    assert samples[("broadcast_app_messages_delivered_total", "default")] == 7
+    assert samples[("broadcast_app_subscriptions", "default")] == 2
