@@ -204,7 +204,8 @@ class EventStream:
                 started = time.monotonic()
                 yield body
                 self._after_send(started)
-        yield self._closing()
+        if closing := self._closing():
+            yield closing
 
     async def achunks(self) -> AsyncGenerator[bytes]:
         """Async twin of ``chunks()``; yields to the event loop after every full chunk."""
@@ -224,7 +225,8 @@ class EventStream:
                 if chunk.full:
                     # A backlog: let other streams (and a disconnect) run before the next.
                     await asyncio.sleep(0)
-        yield self._closing()
+        if closing := self._closing():
+            yield closing
 
     def _gap_frame(self) -> bytes:
         gaps = self._subscription.gaps
