@@ -144,7 +144,7 @@ class _StreamRequest:
             await _answer(send, 400, views.INVALID_LAST_EVENT_ID_MESSAGE.format(error=exc))
             return
         try:
-            stream = streams.open(subscription, configured_max_streams())
+            stream = streams.open(subscription, configured_max_streams(), view.channel_alias)
         except StreamLimitError:
             await _answer(send, 503, views.BUSY_MESSAGE, view.retry)
             return
