@@ -103,6 +103,8 @@ class _StreamsApplication:
 class _StreamRequest:
     """A GET for a stream URL with a token: the view it resolves to, and the query."""
 
+    __slots__ = ("last_event_id", "token", "topic", "view")
+
     def __init__(self, view: views.BroadcastStreamView, topic: str, query: dict[str, str]):
         self.view = view
         self.topic = topic
@@ -189,6 +191,8 @@ async def _serve_stream(
         # Stalled past the stall timeout, or draining past the grace: the response stays
         # incomplete, which makes the server drop the connection.
         pass
+    except OSError:
+        pass  # Servers may raise from send() once the client is gone (ASGI 2.4).
     finally:
         stream.on_stop = None
         listener.cancel()

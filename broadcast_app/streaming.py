@@ -69,6 +69,8 @@ class OpenStream:
     stream its subscription alone cannot, e.g. one blocked in a stalled send.
     """
 
+    __slots__ = ("_registry", "alias", "final_retry", "on_stop", "subscription")
+
     def __init__(self, registry: StreamRegistry, subscription: Subscription, alias: str) -> None:
         self._registry = registry
         self.subscription = subscription
@@ -162,6 +164,8 @@ class EventStream:
     resumes from the last ``id`` it received.
     """
 
+    __slots__ = ("_gaps", "_keeps_history", "_live", "_options", "_stream", "_subscription")
+
     def __init__(
         self,
         subscription: Subscription,
@@ -249,6 +253,8 @@ class EventStream:
 
 class _Chunk:
     """One chunk of a stream's body, filled from one or more receives."""
+
+    __slots__ = ("_frames", "_gap_frame", "_size", "timeout")
 
     def __init__(self, heartbeat: float, gap_frame: Callable[[], bytes]) -> None:
         self._gap_frame = gap_frame
