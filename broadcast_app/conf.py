@@ -223,6 +223,11 @@ class ChannelHandler:
                 channel = self._channels[alias] = create_channel(alias)
             return channel
 
+    def built(self) -> dict[str, BroadcastChannel]:
+        """The channels built so far in this process, by alias."""
+        with self._lock:
+            return dict(self._channels)
+
     def reset(self) -> None:
         """Close every channel built so far and forget it (their subscriptions end)."""
         with self._lock:

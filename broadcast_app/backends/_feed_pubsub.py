@@ -212,6 +212,7 @@ class PubSubFeed(ConnectionReader, Upstream):
             if connection is None:
                 break
             if outage is not None:
+                self._hub.stats.add(reconnects=1)
                 logger.info(
                     "Reconnected to Redis after %d attempt(s); re-subscribed %d topic(s).",
                     failures,

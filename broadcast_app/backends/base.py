@@ -22,6 +22,7 @@ from ..channel import (
 )
 from . import _envelope
 from ._hub import Hub, Upstream
+from ._stats import ChannelStats
 from .subscription import ChannelSubscription
 
 #: Longest topic name accepted, in characters.
@@ -164,6 +165,7 @@ class HubOwner:
     def __init__(self) -> None:
         self._hub_lock = threading.Lock()
         self._hub: Hub | None = None
+        self._stats = ChannelStats()
 
     @abstractmethod
     def create_upstream(self, hub: Hub) -> Upstream:
@@ -177,7 +179,7 @@ class HubOwner:
         with self._hub_lock:
             if self._hub is None or self._hub.pid != os.getpid():
                 # In a forked child the parent's hub is left alone: its sockets are shared.
-                self._hub = Hub(self.create_upstream)
+                self._hub = Hub(self.create_upstream, self._stats)
             return self._hub
 
     def close(self) -> None:
@@ -234,8 +236,14 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
 
         return remove
 
+    def stats(self) -> dict[str, int]:
+        hub = self._hub
+        subscriptions = 0 if hub is None or hub.closed else hub.subscriptions()
+        return self._stats.snapshot(subscriptions)
+
     def published(self, topic: str, wire: bytes) -> None:
-        """Tell the publish listeners of a successful publish; called by the topics."""
+        """Count a successful publish and tell the publish listeners; called by topics."""
+        self._stats.add(published=1)
         listeners = self._publish_listeners
         if listeners:
             message = _envelope.decode(wire)
