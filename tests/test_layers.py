@@ -22,7 +22,8 @@ From the bottom up:
 ``PUBLIC_MODULES`` are those a project's code is documented to import: the package (the
 contract and ``get_channel``), the protocol modules, ``conf`` (the settings layer:
 aliases, the channels of the process), the stream view and its URLs, signed stream
-tokens, the ASGI helpers, the test kit, and the events helpers behind ``send_event``.
+tokens, the ASGI helpers, the test kit, the events helpers behind ``send_event``, and
+the Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ PUBLIC_MODULES = frozenset(
         "broadcast_app.asgi",
         "broadcast_app.testing",
         "broadcast_app.events",
+        "broadcast_app.metrics",
     }
 )
 #: Third-party packages the engine may import.
