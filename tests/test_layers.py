@@ -110,7 +110,7 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _resolve(importer: str, node: ast.ImportFrom) -> str:
+def _absolute_module(importer: str, node: ast.ImportFrom) -> str:
     """The absolute name of the module ``node`` imports from."""
     if not node.level:
         return node.module or ""
@@ -130,7 +130,7 @@ def _imports_in(importer: str, tree: ast.AST, typing_only: bool = False) -> Iter
                 name = alias.asname or alias.name.split(".")[0]
                 yield Import(importer, alias.name, node.lineno, name, typing_only)
         elif isinstance(node, ast.ImportFrom):
-            module = _resolve(importer, node)
+            module = _absolute_module(importer, node)
             for alias in node.names:
                 # ``from package import module`` imports the module.
                 submodule = f"{module}.{alias.name}"
