@@ -142,16 +142,17 @@ class Hub:
         """Deliver ``(topic, item)`` pairs in order, then wake each waiting consumer
         once: a consumer of a busy topic drains a batch per wake-up. Never blocks."""
         routes = self._routes
+        batch = [(item, routes.get(topic, ())) for topic, item in messages]
+        # Counted first: a consumer that is not asleep may take a message as soon as it
+        # is pushed, and must find it counted.
+        delivered = sum(len(inboxes) for _, inboxes in batch)
+        if delivered:
+            self.stats.add(delivered=delivered)
         waiting: dict[Inbox, None] = {}
-        delivered = 0
-        for topic, item in messages:
-            inboxes = routes.get(topic, ())
-            delivered += len(inboxes)
+        for item, inboxes in batch:
             for inbox in inboxes:
                 if inbox.push(item):
                     waiting[inbox] = None
-        if delivered:
-            self.stats.add(delivered=delivered)  # Before the wake-up: a consumer may look.
         wake_all(waiting)
 
     def subscriptions(self) -> int:
