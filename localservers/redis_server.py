@@ -272,6 +272,15 @@ class RedisServer(Service):
         stats = self._admin_client().info("commandstats").get(f"cmdstat_{command}", {})
         return int(stats.get("calls", 0))
 
+    def stream_ids(self, key: str, after: str = "0-0") -> list[str]:
+        """Return the IDs of the entries of stream ``key`` after ``after``, oldest first."""
+        ids: list[str] = []
+        with self.client() as client:  # Not decoding: the entries may hold any bytes.
+            while page := client.xrange(key, f"({after}", "+", count=1000):
+                ids += [entry_id.decode() for entry_id, _ in page]
+                after = ids[-1]
+        return ids
+
     def error_replies(self, code: str) -> int:
         """Return how many error replies with the code ``code`` (``NOAUTH``, ``WRONGTYPE``...)
         the server has sent (``INFO errorstats``)."""

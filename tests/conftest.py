@@ -22,6 +22,9 @@ from localservers import LocalCluster, RedisServer
 
 from .waiting import wait_until
 
+#: Fixtures of the Django and demo tests, kept beside their helpers.
+pytest_plugins = ["tests.django_fixtures", "tests.demo_fixtures"]
+
 #: Seconds resources may take to go away once their owner closed them.
 LEAK_GRACE = 2.0
 

@@ -1,5 +1,7 @@
 """The demo as real processes: a private redis-server, a Celery worker and the web server
-``make demo`` runs (``manage.py serve_demo``, uvicorn), plus a visitor with an HTTP client."""
+``make demo`` runs (``manage.py serve_demo``, uvicorn), plus a visitor with an HTTP client.
+
+A pytest plugin (see ``conftest.pytest_plugins``): its fixtures serve every test module."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any, Self
 
 import httpx
+import pytest
 
 from localservers import LoggedProcess, RedisServer, Service
 
@@ -203,3 +207,10 @@ def run_job(visitor: Visitor) -> tuple[dict[str, str], list[dict[str, Any]]]:
         started = visitor.post(job["start"])
         assert started.status_code == 202, started.text
         return job, job_events(stream)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[DemoSite]:
+    """The demo in Redis mode, for the tests of one module."""
+    with DemoSite() as site:
+        yield site

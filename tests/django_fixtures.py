@@ -1,14 +1,19 @@
 """Helpers for the Django integration tests: channel settings, web servers as subprocesses,
-an SSE parser, and the authorizers the test servers are configured with (by dotted path)."""
+an SSE parser, and the authorizers the test servers are configured with (by dotted path).
+
+A pytest plugin (see ``conftest.pytest_plugins``): its fixtures serve every test module."""
 
 from __future__ import annotations
 
 import codecs
+import io
 import os
 import re
 import signal
 import sys
-from collections.abc import Iterator
+import threading
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,11 @@ def streams_channels(redis: RedisServer) -> dict[str, dict[str, str]]:
         "pubsub": {"BACKEND": REDIS, "LOCATION": redis.url},
         "memory": {"BACKEND": MEMORY},
     }
+
+
+def new_topic(label: str = "public") -> str:
+    """A topic name no other test uses; the test servers stream ``public:`` topics."""
+    return f"{label}:{uuid.uuid4().hex[:12]}"
 
 
 # -- Authorizers (dotted paths: "tests.django_fixtures.<name>") -------------------------------
@@ -117,6 +127,26 @@ class SSEParser:
 
 def parse_events(body: bytes) -> list[Event]:
     return SSEParser().feed(body)
+
+
+# -- Commands ---------------------------------------------------------------------------------
+
+
+class StartNotice(io.StringIO):
+    """A stderr for ``tail_topic`` that tells when the command says it is tailing
+    (subscribed, before anything is read): ``started`` is set, after ``on_start()`` ran."""
+
+    def __init__(self, on_start: Callable[[], object] | None = None) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self._on_start = on_start
+
+    def write(self, text: str) -> int:
+        if text.startswith("Tailing") and not self.started.is_set():
+            if self._on_start is not None:
+                self._on_start()
+            self.started.set()
+        return super().write(text)
 
 
 # -- Web servers ----------------------------------------------------------------------------

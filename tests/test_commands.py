@@ -22,7 +22,7 @@ from django.core.management import CommandError, call_command
 from broadcast_app import get_channel
 from localservers import RedisServer
 
-from .django_fixtures import MEMORY, REDIS, ROOT
+from .django_fixtures import MEMORY, REDIS, ROOT, StartNotice
 from .waiting import WAIT, wait_until
 
 
@@ -32,25 +32,12 @@ def memory_channels(settings: Any) -> Any:
     return settings
 
 
-class NoticeStream(io.StringIO):
-    """A stderr for call_command that tells when the command printed its start notice."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started = threading.Event()
-
-    def write(self, text: str) -> int:
-        if text.startswith("Tailing"):
-            self.started.set()
-        return super().write(text)
-
-
 class Tail:
     """``tail_topic`` run by call_command in a thread."""
 
     def __init__(self, *args: str) -> None:
         self.stdout = io.StringIO()
-        self.stderr = NoticeStream()
+        self.stderr = StartNotice()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=args)
 

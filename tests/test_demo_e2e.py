@@ -27,12 +27,6 @@ from .waiting import WAIT, wait_until
 CONCURRENT_JOBS = 8
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[DemoSite]:
-    with DemoSite() as site:
-        yield site
-
-
 @pytest.fixture
 def visitor(site: DemoSite) -> Iterator[Visitor]:
     with Visitor(site.url) as visitor:

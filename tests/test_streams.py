@@ -21,7 +21,7 @@ from broadcast_app.backends.streams import StreamsBroadcastChannel
 from localservers import RedisServer
 
 from .channel_helpers import numbered, subscribe_and_deliver
-from .test_redis_fork import forked
+from .forking import forked
 from .waiting import PROMPTLY, WAIT, holds_for, wait_until
 
 

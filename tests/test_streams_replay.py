@@ -23,7 +23,6 @@ from broadcast_app.backends import _stream_replay
 from broadcast_app.backends.cursors import parse_cursor
 from broadcast_app.backends.streams import REPLAY_PAGE, StreamsBroadcastChannel
 from broadcast_app.backends.subscription import ChannelSubscription
-from localservers import RedisServer
 
 from .channel_helpers import numbered
 from .waiting import PROMPTLY, WAIT, wait_until
@@ -36,15 +35,6 @@ def backend(request: pytest.FixtureRequest) -> str:
     """Every test here runs on the Streams backend, over RESP3 and RESP2."""
     name: str = request.param
     return name
-
-
-def stored_ids(server: RedisServer, key: str, after: str = "0-0") -> list[str]:
-    """IDs of the stream's retained entries after ``after``, oldest first."""
-    ids: list[str] = []
-    while page := server._admin_client().xrange(key, f"({after}", "+", count=1000):
-        ids += [entry_id for entry_id, _ in page]
-        after = ids[-1]
-    return ids
 
 
 def receive_until_quiet(sub: Any, quiet: float = 0.5) -> list[Message]:
@@ -74,20 +64,20 @@ def test_replay_from_the_origin_then_live(channel, topic_name, redis_server):
         assert (sub.gaps, sub.dropped) == (0, 0)
     messages = [*replayed, live]
     assert [m.payload for m in messages] == [*numbered(50), b"live"]
-    assert [m.cursor for m in messages] == stored_ids(redis_server, topic_name)
+    assert [m.cursor for m in messages] == redis_server.stream_ids(topic_name)
 
 
 def test_replay_from_a_mid_cursor_then_live(channel, topic_name, redis_server):
     topic = channel.topic(topic_name)
     for payload in numbered(100):
         topic.publish(payload)
-    cursor = stored_ids(redis_server, topic_name)[39]
+    cursor = redis_server.stream_ids(topic_name)[39]
     with topic.subscribe(cursor=cursor) as sub:
         topic.publish(b"live")
         got = receive_until_quiet(sub)
         assert sub.gaps == 0
     assert [m.payload for m in got] == [*numbered(60, 40), b"live"]
-    assert [m.cursor for m in got] == stored_ids(redis_server, topic_name, cursor)
+    assert [m.cursor for m in got] == redis_server.stream_ids(topic_name, cursor)
 
 
 def test_a_consumer_resuming_from_its_cursor_misses_nothing(channel, topic_name):
@@ -115,7 +105,7 @@ def test_concurrent_publishers_during_a_long_replay_leave_no_seam(
     for number in range(4 * REPLAY_PAGE + 17):
         pipe.xadd(topic.name, {"data": f"backlog {number}"})
     pipe.execute()
-    cursor = stored_ids(redis_server, topic.name)[100]
+    cursor = redis_server.stream_ids(topic.name)[100]
     done = threading.Event()
 
     def publish(publisher: int) -> int:
@@ -146,7 +136,7 @@ def test_concurrent_publishers_during_a_long_replay_leave_no_seam(
         assert already_listening.receive(0) is not None
     assert published > 0
     assert_strictly_increasing(got)
-    assert [m.cursor for m in got] == stored_ids(redis_server, topic.name, cursor)
+    assert [m.cursor for m in got] == redis_server.stream_ids(topic.name, cursor)
 
 
 def test_live_messages_dropped_while_the_replay_catches_up_are_read_from_redis(
@@ -177,7 +167,7 @@ def test_live_messages_dropped_while_the_replay_catches_up_are_read_from_redis(
         assert (sub.gaps, sub.dropped) == (0, 0)
     assert injected.is_set()
     assert [m.payload for m in got] == [*numbered(10), *numbered(5, 100)]
-    assert [m.cursor for m in got] == stored_ids(redis_server, topic.name)
+    assert [m.cursor for m in got] == redis_server.stream_ids(topic.name)
 
 
 def test_live_messages_the_replay_got_first_are_not_repeated(channel, topic_name, monkeypatch):
@@ -250,7 +240,7 @@ def test_async_replay_then_live(channel, topic_name):
 def test_cursor_at_the_end_replays_nothing(channel, topic_name, redis_server):
     topic = channel.topic(topic_name)
     topic.publish(b"old")
-    (last,) = stored_ids(redis_server, topic_name)
+    (last,) = redis_server.stream_ids(topic_name)
     with topic.subscribe(cursor=last) as sub:
         assert sub.receive(0.1) is None
         topic.publish(b"new")
@@ -271,7 +261,7 @@ def test_a_cursor_older_than_the_retained_history_is_a_gap(channel_factory, redi
     channel = channel_factory(maxlen=10)
     topic = channel.topic(channel_factory.topic_name())
     topic.publish(b"first")
-    (cursor,) = stored_ids(redis_server, topic.name)
+    (cursor,) = redis_server.stream_ids(topic.name)
     for payload in numbered(300):
         topic.publish(payload)
     with topic.subscribe(cursor=cursor) as sub:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import uuid
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import Self
@@ -16,10 +15,8 @@ import redis
 
 from localservers import RedisServer
 
-from .django_fixtures import TEST_HEARTBEAT, Event, SSEParser, WebServer, web_server
+from .django_fixtures import TEST_HEARTBEAT, Event, SSEParser, WebServer, new_topic
 from .waiting import WAIT, wait_until
-
-__all__ = ["web_server"]  # A fixture, used by the tests below.
 
 #: Concurrent streams of the many-clients test.
 CLIENTS = 200
@@ -30,10 +27,6 @@ def publisher(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis_server.client()
     yield client
     client.close()
-
-
-def new_topic(label: str = "public") -> str:
-    return f"{label}:{uuid.uuid4().hex[:10]}"
 
 
 class Stream:
