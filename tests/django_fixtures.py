@@ -13,14 +13,17 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from django.http import StreamingHttpResponse
 
+from broadcast_app import get_channel
+from broadcast_app.backends.base import HubOwner
 from localservers import LoggedProcess, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +52,13 @@ def streams_channels(redis: RedisServer) -> dict[str, dict[str, str]]:
     }
 
 
+def live_topics(alias: str = "default") -> list[str]:
+    """The topics the channel ``alias`` has live subscriptions to in this process."""
+    channel = get_channel(alias)
+    assert isinstance(channel, HubOwner), channel
+    return channel.hub.topics()
+
+
 def new_topic(label: str = "public") -> str:
     """A topic name no other test uses; the test servers stream ``public:`` topics."""
     return f"{label}:{uuid.uuid4().hex[:12]}"
@@ -70,6 +80,20 @@ async def allow_public_async(request: Any, topic: str) -> bool:
 
 
 # -- Server-Sent Events, parsed as the WHATWG HTML standard says -----------------------------
+
+
+def sync_chunks(response: StreamingHttpResponse) -> Iterator[bytes]:
+    """The body of a stream served under WSGI, chunk by chunk."""
+    content = response.streaming_content
+    assert isinstance(content, Iterator), content
+    return content
+
+
+def async_chunks(response: StreamingHttpResponse) -> AsyncGenerator[bytes, None]:
+    """The body of a stream served under ASGI, chunk by chunk; ``aclose()`` ends it."""
+    content = response.streaming_content
+    assert isinstance(content, AsyncGenerator), content
+    return content
 
 
 @dataclass

@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from localservers import RedisServer
 
 from .channel_helpers import engine_threads
 from .forking import Report, forked
 from .waiting import WAIT, wait_until
 
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
+
 pytestmark = pytest.mark.parametrize("backend", ["redis-resp2", "redis-resp3"])
 
 
 def test_the_child_subscribes_with_its_own_connection_and_thread(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     before = set(threading.enumerate())
     channel = channel_factory(server=server)
@@ -59,8 +64,8 @@ def test_the_child_subscribes_with_its_own_connection_and_thread(
 
 
 def test_a_child_closing_what_it_inherited_leaves_the_parent_alone(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     name = channel_factory.topic_name()
@@ -89,7 +94,9 @@ def _publish_in_child(channel: Any, name: str) -> None:
     channel.topic(name).publish(b"from a multiprocessing child")
 
 
-def test_a_multiprocessing_fork_child_publishes(restartable_redis, channel_factory):
+def test_a_multiprocessing_fork_child_publishes(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     channel = channel_factory(server=restartable_redis)
     name = channel_factory.topic_name()
     with channel.topic(name).subscribe() as parent_sub:

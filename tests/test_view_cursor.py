@@ -22,7 +22,17 @@ from broadcast_app.backends.streams import StreamsBroadcastChannel
 from broadcast_app.views import BroadcastStreamView, EventStreamResponse
 from localservers import RedisServer
 
-from .django_fixtures import Event, SSEParser, WebServer, new_topic, parse_events, streams_channels
+from .django_fixtures import (
+    Event,
+    SSEParser,
+    WebServer,
+    async_chunks,
+    live_topics,
+    new_topic,
+    parse_events,
+    streams_channels,
+    sync_chunks,
+)
 from .waiting import WAIT, holds_for, wait_until
 
 
@@ -34,10 +44,6 @@ def streams_settings(settings: Any, redis_server: RedisServer) -> Any:
     settings.BROADCAST_STREAM_HEARTBEAT = 0.05
     # Restoring the settings afterwards closes these channels and their subscriptions.
     return settings
-
-
-def live_topics(alias: str = "default") -> list[str]:
-    return get_channel(alias).hub.topics()
 
 
 class IdParser(SSEParser):
@@ -99,10 +105,12 @@ def messages(payloads: list[bytes], ids: list[str]) -> list[tuple[Event, str]]:
     ]
 
 
-def open_stream(client: Client, path: str, **headers: str) -> tuple[EventStreamResponse, Any]:
+def open_stream(
+    client: Client, path: str, **headers: str
+) -> tuple[EventStreamResponse, Iterator[bytes]]:
     response = client.get(path, headers=headers)
     assert isinstance(response, EventStreamResponse), (response.status_code, response.content)
-    return response, iter(response.streaming_content)
+    return response, sync_chunks(response)
 
 
 # -- framing ---------------------------------------------------------------------------------
@@ -199,14 +207,14 @@ def test_asgi_stream_resumes_after_the_last_event_id(redis_server: RedisServer) 
         response = await AsyncClient().get(f"/broadcast/{topic}", headers={"last-event-id": ids[0]})
         assert isinstance(response, EventStreamResponse)
         assert response.is_async
-        chunks: AsyncIterator[bytes] = aiter(response.streaming_content)  # type: ignore[arg-type]
+        chunks = async_chunks(response)
         reader = Reader()
         assert await reader.aread(chunks, 2) == messages([b"missed 1", b"missed 2"], ids[1:])
         await channel_topic.apublish(b"live \xff")
         ((event, event_id),) = await reader.aread(chunks, 1)
         assert (event.type, base64.b64decode(event.data)) == ("binary", b"live \xff")
         assert event_id == redis_server.stream_ids(topic)[-1]
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()
         response.close()
         assert live_topics() == []
 
@@ -280,7 +288,7 @@ def test_channels_without_history_ignore_the_last_event_id() -> None:
     request = RequestFactory().get("/?last_event_id=garbage", headers={"last-event-id": "x"})
     response = view(request, topic="public:plain")
     assert isinstance(response, EventStreamResponse)
-    chunks = iter(response.streaming_content)
+    chunks = sync_chunks(response)
     get_channel("memory").topic("public:plain").publish(b"m")
     assert Reader().read(chunks, 1) == [(Event("m"), "")]  # No ID: there is nothing to resume from.
     response.close()
