@@ -12,11 +12,12 @@ import re
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -25,6 +26,8 @@ from django.http import StreamingHttpResponse
 from broadcast_app import get_channel
 from broadcast_app.backends.base import HubOwner
 from localservers import LoggedProcess, RedisServer, free_port
+
+from .waiting import WAIT
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds a web server may take to answer its first request.
@@ -151,6 +154,28 @@ class SSEParser:
 
 def parse_events(body: bytes) -> list[Event]:
     return SSEParser().feed(body)
+
+
+class EventStream:
+    """An open SSE response of httpx, parsed as it arrives."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.chunks = response.iter_raw()  # As sent: no content decoding in between.
+        self.parser = SSEParser()
+        self.events: list[Event] = []
+
+    def wait_open(self) -> Self:
+        """Read the first chunk, the ``retry:`` line: the view sends it once subscribed."""
+        return self.read_until(lambda _: self.parser.retry is not None)
+
+    def read_until(self, done: Callable[[list[Event]], bool], timeout: float = WAIT) -> Self:
+        """Read until ``done(events)``; fail if it takes more than ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not done(self.events):
+            assert time.monotonic() < deadline, f"timed out; events so far: {self.events}"
+            self.events += self.parser.feed(next(self.chunks))
+        return self
 
 
 # -- Commands ---------------------------------------------------------------------------------

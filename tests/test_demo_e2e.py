@@ -12,15 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from .demo_fixtures import (
-    JOB_STEPS,
-    DemoSite,
-    DemoWebServer,
-    EventStream,
-    Visitor,
-    job_events,
-    run_job,
-)
+from .demo_fixtures import JOB_STEPS, DemoSite, DemoWebServer, Visitor, job_events, run_job
+from .django_fixtures import EventStream
 from .waiting import WAIT, wait_until
 
 #: Jobs started at the same time by as many visitors.
