@@ -118,8 +118,10 @@ def test_the_plugin_gives_each_test_a_private_in_memory_channel(
         "REDIS_URL": redis_server.url,  # The project's own channel is Redis...
         "PYTHONPATH": str(ROOT),
     }
+    # In the order written, whatever plugins the outer run has: the second test checks
+    # what the first left.
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
          "--rootdir", str(tmp_path), str(tmp_path)],
         cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
