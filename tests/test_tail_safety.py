@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from broadcast_app import get_channel
 from localservers import free_port
 
-from .django_fixtures import MEMORY, REDIS, SHARDED, STREAMS
+from .django_fixtures import MEMORY, REDIS, SHARDED, STREAMS, live_topics
 from .waiting import WAIT, wait_until
 
 REDIS_BACKENDS = {"pubsub": REDIS, "sharded": SHARDED, "streams": STREAMS}
@@ -54,7 +54,7 @@ def test_text_output_escapes_what_would_act_on_a_terminal(settings: Any, several
     topic = "chat:\u202eroom"
     topics = [topic, "other"] if several else [topic]
     thread, stdout, _ = tail_in_thread(*topics, "--count", str(len(HOSTILE)))
-    assert wait_until(lambda: sorted(get_channel().hub.topics()) == sorted(topics), WAIT), (
+    assert wait_until(lambda: sorted(live_topics()) == sorted(topics), WAIT), (
         "tail_topic did not subscribe"
     )
     for payload in HOSTILE:
