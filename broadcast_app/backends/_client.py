@@ -6,7 +6,6 @@ through one dedicated connection per process, built from the pool's settings.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -16,6 +15,13 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from ._connection import SubscriberConnection, subscriber_connection
+from ._options import (
+    CLIENT_OPTIONS,
+    channel_options,
+    check_client_options,
+    check_url_database,
+    unknown_options_error,
+)
 from .base import BaseBroadcastChannel, positive_number
 
 #: Health-check period of the reader connection when the client sets none, in seconds.
@@ -49,12 +55,15 @@ def client_from_url(url: str, options: Mapping[str, Any]) -> redis.Redis:
         ValueError: the URL or an option's value is invalid.
         TypeError: an option is unknown.
     """
+    check_url_database(url)
     defaults = {**CLIENT_DEFAULTS, "retry": default_retry()}
     if urlsplit(url).scheme == "unix":
         del defaults["socket_keepalive"]  # A TCP option; Unix socket connections refuse it.
     client = redis.Redis.from_url(url, **{**defaults, **options})
     pool = client.connection_pool
     try:
+        # The URL's query is parsed by now: its options are checked with the others.
+        check_client_options(pool.connection_kwargs)
         # redis-py keeps unknown options until it connects; a connection object built
         # here (no socket is opened) rejects a misspelt one now.
         pool.connection_class(**pool.connection_kwargs)
@@ -110,15 +119,14 @@ class RedisClientChannel(BaseBroadcastChannel):
             ValueError: the URL or an option's value is invalid.
             TypeError: an option is unknown.
         """
-        parameters = inspect.signature(cls.__init__).parameters.values()
-        channel_options = {
-            parameter.name: options.pop(parameter.name)
-            for parameter in parameters
-            if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.name in options
-        }
+        own = channel_options(cls)
+        unknown = set(options) - set(own) - CLIENT_OPTIONS
+        if unknown:
+            raise unknown_options_error(cls, unknown, [*own, *CLIENT_OPTIONS])
+        mine = {name: options.pop(name) for name in own if name in options}
         client = client_from_url(url, options)
         try:
-            channel = cls(client, **channel_options)
+            channel = cls(client, **mine)
         except BaseException:
             client.close()
             raise

@@ -14,6 +14,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from ..channel import BroadcastChannel, Producer, Subscriber, Topic
 from ._hub import Hub, Upstream
+from ._options import channel_options, unknown_options_error
 from .subscription import ChannelSubscription, PayloadSubscription
 
 T = TypeVar("T")
@@ -198,6 +199,10 @@ class BaseBroadcastChannel(HubOwner[Any], BroadcastChannel, ABC):
         """
         if location is not None:
             raise ValueError(f"{cls.__name__} takes no LOCATION, got {location!r}.")
+        own = channel_options(cls)
+        unknown = set(options) - set(own)
+        if unknown:
+            raise unknown_options_error(cls, unknown, own)
         return cls(**options)
 
     def topic(self, topic: str) -> ChannelTopic:

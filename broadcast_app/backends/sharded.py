@@ -23,6 +23,7 @@ from ..exceptions import PublishError
 from ._client import CLIENT_DEFAULTS, DEFAULT_HEALTH_CHECK_INTERVAL, client_from_url
 from ._connection import subscriber_connection
 from ._hub import Hub, Upstream
+from ._options import check_client_options, unknown_options_error
 from ._shards import CLUSTER_ERRORS, ShardFeed, ShardRouter
 from .base import BaseBroadcastChannel, positive_number
 
@@ -177,10 +178,11 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
         if cluster is True:
             known |= _CLUSTER_OPTIONS
         # redis-py keeps unknown options until it connects; name them now.
-        unknown = sorted(set(options) - known)
+        unknown = set(options) - known
         if unknown:
-            client = "RedisCluster" if cluster is True else "redis.Redis"
-            raise TypeError(f"Unknown options for {cls.__name__} or {client}: {unknown}.")
+            raise unknown_options_error(cls, unknown, known)
+        if cluster is True:
+            check_client_options(options)  # A single server's client checks its own.
         return cls.from_url(location, **options)
 
     def create_upstream(self, hub: Hub[bytes]) -> Upstream:
