@@ -10,6 +10,11 @@ from typing import Any
 import pytest
 from django.core import checks
 from django.test import override_settings
+from django.urls import path
+
+from broadcast_app.views import BroadcastStreamView
+
+from .django_fixtures import allow_all
 
 MEMORY = "broadcast_app.backends.memory.InMemoryBroadcastChannel"
 PUBSUB = "broadcast_app.backends.redis.RedisBroadcastChannel"
@@ -118,3 +123,42 @@ def test_a_database_that_is_not_a_number_is_refused(backend: str, database: str)
 )
 def test_a_numbered_or_absent_database_passes(backend: str, location: str) -> None:
     assert check_messages({"default": {"BACKEND": backend, "LOCATION": location}}) == []
+
+
+# -- What a mounted view brings itself -------------------------------------------------------
+
+
+class AliasedView(BroadcastStreamView):
+    channel_alias = "missing-by-subclass"
+
+
+urlpatterns = [
+    path("ok/<str:topic>", BroadcastStreamView.as_view(authorizer=allow_all), name="ok"),
+    path(
+        "other/<str:topic>",
+        BroadcastStreamView.as_view(channel_alias="other", authorizer=allow_all),
+        name="other",
+    ),
+    path("typo/<str:topic>", BroadcastStreamView.as_view(authorizer="tests.nowhere.allow")),
+    path(
+        "not-callable/<str:topic>",
+        BroadcastStreamView.as_view(authorizer="tests.django_fixtures.ROOT"),
+    ),
+    path("alias/<str:topic>", BroadcastStreamView.as_view(channel_alias="nope"), name="alias"),
+    path("subclass/<str:topic>", AliasedView.as_view()),
+]
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_a_mounted_views_own_authorizer_and_channel_alias_are_checked() -> None:
+    channels = {"default": {"BACKEND": MEMORY}, "other": {"BACKEND": MEMORY}}
+    errors = check_messages(channels)
+    assert [error.id for error in errors] == ["broadcast_app.E007"] * 4
+    typo, not_callable, alias, subclass = (error.msg for error in errors)
+    assert "The broadcast stream view at '/typo/<str:topic>': authorizer" in typo
+    assert "'tests.nowhere.allow' cannot be imported" in typo
+    assert "is not callable" in not_callable
+    assert "view 'alias' at '/'" in alias
+    assert "channel alias 'nope', which BROADCAST_CHANNELS does not have" in alias
+    assert "'missing-by-subclass'" in subclass
+    assert "channel_alias" in (errors[2].hint or "")
