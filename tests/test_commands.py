@@ -20,13 +20,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from broadcast_app import get_channel
+from localservers import RedisServer
 
 from .django_fixtures import ROOT
-from .servers import RedisServer, wait_until
+from .waiting import WAIT, wait_until
 
 MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
-#: Seconds a command may take to start, subscribe or print.
-WAIT = 10.0
 
 
 @pytest.fixture(autouse=True)

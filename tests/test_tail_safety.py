@@ -13,8 +13,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from broadcast_app import get_channel
-
-from .servers import free_port
+from localservers import free_port
 
 MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
 REDIS_BACKENDS = {

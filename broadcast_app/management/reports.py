@@ -8,8 +8,7 @@ import types
 from typing import Self
 from urllib.parse import urlsplit
 
-from ..conf import channel_entry
-from ..exceptions import InvalidChannelBackendError
+from ..conf import InvalidChannelBackendError, channel_entry
 
 #: The logger on which the backends report connection problems.
 CHANNEL_LOGGER = "broadcast_app"

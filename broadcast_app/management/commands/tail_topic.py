@@ -16,8 +16,7 @@ from typing import Any, NamedTuple
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...backends.cursors import CursorSubscription
-from ...backends.subscription import ChannelSubscription
+from ...channel import Subscription
 from ...exceptions import BroadcastChannelError, SubscriptionClosedError
 from ..reports import ReportedProblems, channel_secrets, redact
 from ..terminal import terminal_payload, terminal_text
@@ -25,7 +24,7 @@ from ..topics import (
     add_channel_argument,
     get_topic,
     open_channel,
-    positive_int,
+    positive_count,
     positive_seconds,
     subscribe,
 )
@@ -60,7 +59,7 @@ class Command(BaseCommand):
         add_channel_argument(parser)
         parser.add_argument(
             "--count",
-            type=positive_int,
+            type=positive_count,
             metavar="N",
             help="Stop after N messages, counted over all topics.",
         )
@@ -96,7 +95,7 @@ class Command(BaseCommand):
         names = list(dict.fromkeys(options["topics"]))
         # Not started yet: a failed check here leaves nothing to close.
         subscriptions = [
-            subscribe(get_topic(channel, name), alias, options["since"]) for name in names
+            subscribe(channel, get_topic(channel, name), alias, options["since"]) for name in names
         ]
         self.as_json = options["format"] == "json"
         self.prefix = len(names) > 1
@@ -119,7 +118,7 @@ class Command(BaseCommand):
                 subscription.close()  # Idempotent; also ends one cancelled while starting.
 
     async def tail(
-        self, subscriptions: list[ChannelSubscription], count: int | None, timeout: float | None
+        self, subscriptions: list[Subscription], count: int | None, timeout: float | None
     ) -> None:
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         # handle() closes the subscriptions, also one whose start was cut short.
@@ -187,23 +186,21 @@ class Command(BaseCommand):
         return f"[{terminal_text(topic)}] {text}" if self.prefix else text
 
 
-async def _forward(subscription: ChannelSubscription, deliveries: asyncio.Queue[_Item]) -> None:
+async def _forward(subscription: Subscription, deliveries: asyncio.Queue[_Item]) -> None:
     """Queue what ``subscription`` receives, with its cursor where the channel has them."""
-
-    def deliver(payload: bytes, cursor: str | None) -> None:
-        deliveries.put_nowait(
-            _Delivery(subscription.topic, payload, cursor, datetime.now(UTC), subscription.gaps)
-        )
-
     try:
-        if isinstance(subscription, CursorSubscription):
-            while True:
-                message = await subscription.areceive_with_cursor(timeout=None)
-                if message is not None:
-                    deliver(message.payload, message.cursor)
-        else:
-            async for payload in subscription:
-                deliver(payload, None)
+        while True:
+            message = await subscription.areceive_message(timeout=None)
+            if message is not None:
+                deliveries.put_nowait(
+                    _Delivery(
+                        subscription.topic,
+                        message.payload,
+                        message.cursor,
+                        datetime.now(UTC),
+                        subscription.gaps,
+                    )
+                )
     except SubscriptionClosedError:
         pass
     except BroadcastChannelError as exc:  # A replay could not read Redis.
