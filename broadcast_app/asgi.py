@@ -61,6 +61,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: The application wrapped: typed loosely, so that Django's ``ASGIHandler`` (whose scope is
+#: a ``dict``) and any other ASGI 3 callable fit.
+WrappedApp = Callable[[Any, Any, Any], Awaitable[object]]
 
 #: Seconds a draining stream may still spend sending before it is cut off.
 DRAIN_GRACE = 1.0
@@ -80,14 +83,14 @@ def drain(spread: float = DRAIN_RETRY_SPREAD) -> int:
     return streams.drain(spread)
 
 
-def with_streams(application: ASGIApp) -> ASGIApp:
+def with_streams(application: WrappedApp) -> ASGIApp:
     """Return an ASGI application serving token-carrying stream requests itself and
     passing everything else to ``application``."""
     return _StreamsApplication(application)
 
 
 class _StreamsApplication:
-    def __init__(self, application: ASGIApp) -> None:
+    def __init__(self, application: WrappedApp) -> None:
         self.application = application
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
