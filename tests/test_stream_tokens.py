@@ -203,8 +203,8 @@ def test_bad_stream_settings_are_check_errors(
     settings: Any, setting: str, value: object, check_id: str
 ) -> None:
     setattr(settings, setting, value)
-    errors = [message for message in run_checks() if (message.id or "").startswith("broadcast_app.E")]
-    assert [message.id for message in errors] == [check_id]
+    errors = [m for m in run_checks() if (m.id or "").startswith("broadcast_app.E")]
+    assert [m.id for m in errors] == [check_id]
     assert repr(value) in errors[0].msg
 
 
