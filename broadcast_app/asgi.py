@@ -288,6 +288,8 @@ def _hook_signals(loop: asyncio.AbstractEventLoop) -> None:
 
 def _chain(signum: int, loop: asyncio.AbstractEventLoop) -> None:
     previous = signal.getsignal(signum)
+    if previous is None:
+        return  # Not installed from Python: it could not be called on; leave it alone.
 
     def handle(received: int, frame: types.FrameType | None) -> None:
         # drain() takes locks the interrupted code may hold: run it on the loop.
