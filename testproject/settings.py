@@ -10,6 +10,7 @@ Environment variables:
         (default: the demo's, ``testproject.demo.authorizer.can_stream``).
     DEMO_JOB_STEPS, DEMO_STEP_SECONDS: the length of a demo job (10 steps of 0.5 s).
     BROADCAST_STREAM_HEARTBEAT: seconds between keep-alives of idle streams.
+    DJANGO_ROOT_URLCONF: the URLconf; the tests serve "testproject.testing_urls".
     DJANGO_DEBUG: "1" turns DEBUG on.
 """
 
@@ -26,6 +27,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
+    "django.contrib.staticfiles",
     "broadcast_app",
     "testproject.demo",
 ]
@@ -40,7 +42,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
 
-ROOT_URLCONF = "testproject.urls"
+ROOT_URLCONF = os.environ.get("DJANGO_ROOT_URLCONF") or "testproject.urls"
 WSGI_APPLICATION = "testproject.wsgi.application"
 ASGI_APPLICATION = "testproject.asgi.application"
 
@@ -65,6 +67,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Sessions live in a signed cookie: no database write per request, and every process
 # that shares SECRET_KEY (web servers restarted mid-stream included) reads them.
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+# Served by the ASGI and WSGI entry points themselves (asgi.py, wsgi.py), DEBUG or not.
+STATIC_URL = "static/"
 USE_TZ = True
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
