@@ -5,12 +5,16 @@ through a private Redis, the web server (uvicorn) streams it over HTTP, and
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import redis
+from django.conf import settings
+from django.core import signing
 
 from .demo_fixtures import (
     JOB_STEPS,
@@ -22,10 +26,13 @@ from .demo_fixtures import (
     job_events,
     run_job,
 )
+from .django_fixtures import ROOT
 from .servers import wait_until
 
 #: Jobs started at the same time by as many visitors.
 CONCURRENT_JOBS = 8
+#: The SECRET_KEY the demo's settings used to default to, published with the code.
+FORMER_DEFAULT_KEY = "insecure-key-for-tests-and-the-demo-only"
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +174,64 @@ def test_without_redis_jobs_run_in_threads_of_the_web_process() -> None:
         assert events[0]["message"] == (
             "Started in a thread of the web process (Celery eager mode)."
         )
+
+
+def test_chat_messages_are_rate_limited_per_client() -> None:
+    limit = 3
+    environ = {"DEMO_CHAT_MESSAGES": str(limit), "DEMO_CHAT_WINDOW": "60"}
+    with DemoWebServer(redis=None, **environ) as web, Visitor(web.url) as visitor:
+        visitor.open_page()
+        # A fixed window: 2 * limit + 1 messages span two windows at most.
+        answers = [visitor.post("/chat/", data={"message": f"{n}"}) for n in range(2 * limit + 1)]
+        with Visitor(web.url) as other:  # Same address, another session: the same limit.
+            other.open_page()
+            answers.append(other.post("/chat/", data={"message": "me too"}))
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[:limit] == [204] * limit
+    assert statuses.count(204) <= 2 * limit
+    refused = [answer for answer in answers if answer.status_code == 429]
+    assert refused
+    assert all(1 <= int(answer.headers["Retry-After"]) <= 60 for answer in refused)
+
+
+def test_the_demo_serves_no_test_urls_and_trusts_no_known_key(site: DemoSite) -> None:
+    with Visitor(site.url) as visitor:
+        visitor.open_page()
+        assert visitor.client.get("/testing/idle-stream/").status_code == 404
+        job = visitor.new_job()
+
+    def session_cookie(key: str) -> str:
+        """A session cookie that says it owns the job, signed with ``key``."""
+        return signing.dumps(
+            {"demo_jobs": {job["id"]: "created"}},
+            key=key,
+            salt="django.contrib.sessions.backends.signed_cookies",
+            serializer=signing.JSONSerializer,
+            compress=True,
+        )
+
+    with Visitor(site.url) as attacker:
+        attacker.open_page()
+        attacker.client.cookies.set("sessionid", session_cookie(FORMER_DEFAULT_KEY))
+        assert attacker.post(job["start"]).status_code == 403
+        # The same cookie with the key the servers share (the tests') is the session's own.
+        attacker.client.cookies.set("sessionid", session_cookie(settings.SECRET_KEY))
+        assert attacker.post(job["start"]).status_code == 202
+
+
+def test_without_a_configured_key_each_process_makes_up_its_own() -> None:
+    code = "from django.conf import settings; print(settings.SECRET_KEY)"
+    environ = {"DJANGO_SETTINGS_MODULE": "testproject.settings"}
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            cwd=ROOT,
+            env={**environ, "PATH": ""},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(keys) == 2
+    assert all(len(key.strip()) >= 50 for key in keys)
