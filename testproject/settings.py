@@ -20,6 +20,7 @@ Environment variables:
 
 import os
 import secrets
+import zoneinfo
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -78,6 +79,26 @@ SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024
 # Served by the ASGI and WSGI entry points themselves (asgi.py, wsgi.py), DEBUG or not.
 STATIC_URL = "static/"
+
+
+def local_time_zone() -> str:
+    """Return the machine's IANA time zone (TZ, else where /etc/localtime points), or UTC.
+
+    Django sets the process's TZ from TIME_ZONE, so log lines (a Celery worker's too)
+    show this zone; its default, America/Chicago, would put them hours off.
+    """
+    name = os.environ.get("TZ", "").removeprefix(":")
+    if not name:
+        parts = Path("/etc/localtime").resolve().parts
+        name = "/".join(parts[parts.index("zoneinfo") + 1 :]) if "zoneinfo" in parts else "UTC"
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return "UTC"
+    return name
+
+
+TIME_ZONE = local_time_zone()
 USE_TZ = True
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
