@@ -20,11 +20,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
-from .django_fixtures import ROOT, SSEParser, WebServer
-from .servers import LoggedProcess, RedisServer, Service, wait_until
+from localservers import LoggedProcess, RedisServer, Service, wait_until
 
-#: Seconds any single expected thing may take.
-WAIT = 15.0
+from .django_fixtures import ROOT, SSEParser, WebServer
+from .waiting import WAIT
+
 #: Seconds a Celery worker may take to start consuming.
 WORKER_START_TIMEOUT = 30.0
 #: The demo job of the tests: short, yet long enough for several to overlap.

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from .servers import LoggedProcess, RedisServer, free_port
+from localservers import LoggedProcess, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds a web server may take to answer its first request.

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Response, expect
 
-from .demo_fixtures import WAIT, DemoSite, DemoWebServer, browser, page
+from localservers import RedisServer
+
+from .demo_fixtures import DemoSite, DemoWebServer, browser, page
 from .django_fixtures import ROOT
-from .servers import RedisServer, wait_until
+from .waiting import WAIT, wait_until
 
 __all__ = ["browser", "page"]  # Fixtures.
 

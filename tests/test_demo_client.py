@@ -21,10 +21,11 @@ from playwright.sync_api import Page
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.backends.streams import StreamsBroadcastChannel
+from localservers import RedisServer
 
-from .demo_fixtures import WAIT, ClientPage, RecordedStream, browser, page
+from .demo_fixtures import ClientPage, RecordedStream, browser, page
 from .django_fixtures import WebServer
-from .servers import RedisServer, wait_until
+from .waiting import WAIT, holds_for, wait_until
 
 __all__ = ["browser", "page"]  # Fixtures.
 
@@ -187,7 +188,7 @@ def test_a_refusal_closes_the_stream_for_good(server: WebServer, client: ClientP
     assert states[-1]["reason"] == "refused"
     assert states[-1]["status"] == 403
     refused_on = len(script.attempts())
-    assert not wait_until(lambda: len(script.attempts()) > refused_on, 1.0)
+    assert holds_for(lambda: len(script.attempts()) == refused_on, 1.0)
     assert refused_on == 1
 
 
@@ -214,7 +215,7 @@ def test_a_terminal_event_ends_the_stream_and_close_ends_another(
     other.close()
     assert other.states()[-1]["reason"] == "closed"
     assert other.state() == "closed"
-    assert not wait_until(lambda: len(ending.attempts()) + len(held.attempts()) > 2, 1.0)
+    assert holds_for(lambda: len(ending.attempts()) + len(held.attempts()) == 2, 1.0)
 
 
 def test_it_retries_the_stream_view_while_redis_is_down(

@@ -18,7 +18,6 @@ from django.core import signing
 
 from .demo_fixtures import (
     JOB_STEPS,
-    WAIT,
     DemoSite,
     DemoWebServer,
     EventStream,
@@ -27,7 +26,7 @@ from .demo_fixtures import (
     run_job,
 )
 from .django_fixtures import ROOT
-from .servers import wait_until
+from .waiting import WAIT, wait_until
 
 #: Jobs started at the same time by as many visitors.
 CONCURRENT_JOBS = 8

@@ -22,9 +22,9 @@ from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.conf import InvalidChannelBackendError
 from broadcast_app.exceptions import SubscriptionClosedError
 from broadcast_app.views import BroadcastStreamView
+from localservers import RedisServer
 
 from .django_fixtures import ROOT, allow_all
-from .servers import RedisServer
 
 MEMORY = "broadcast_app.backends.memory.InMemoryBroadcastChannel"
 REDIS = "broadcast_app.backends.redis.RedisBroadcastChannel"

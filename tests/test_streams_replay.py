@@ -19,17 +19,14 @@ from broadcast_app import (
     Message,
     SubscriptionClosedError,
 )
-from broadcast_app.backends import streams
+from broadcast_app.backends import _stream_replay
 from broadcast_app.backends.cursors import parse_cursor
 from broadcast_app.backends.streams import REPLAY_PAGE, StreamsBroadcastChannel
 from broadcast_app.backends.subscription import ChannelSubscription
+from localservers import RedisServer
 
-from .servers import RedisServer, wait_until
+from .waiting import PROMPTLY, WAIT, wait_until
 
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly" (the target is well under 100 ms).
-PROMPTLY = 1.0
 MAX = 2**64 - 1
 
 
@@ -164,7 +161,7 @@ def test_live_messages_dropped_while_the_replay_catches_up_are_read_from_redis(
     topic = channel.topic(channel_factory.topic_name())
     for payload in numbered(10):
         topic.publish(payload)
-    read = streams._History.read
+    read = _stream_replay.StreamHistory.read
     injected = threading.Event()
 
     def read_then_publish(history: Any) -> Any:
@@ -177,7 +174,7 @@ def test_live_messages_dropped_while_the_replay_catches_up_are_read_from_redis(
             assert wait_until(lambda: sub._holding_inbox.held_drops == before + 3, WAIT)
         return page
 
-    monkeypatch.setattr(streams._History, "read", read_then_publish)
+    monkeypatch.setattr(_stream_replay.StreamHistory, "read", read_then_publish)
     with topic.subscribe(cursor="0-0") as sub:
         got = receive_until_quiet(sub, 0.3)
         assert (sub.gaps, sub.dropped) == (0, 0)

@@ -17,8 +17,8 @@ from ._client import (
     RedisClientChannel,
     default_retry,
 )
+from ._feed_pubsub import PUBSUB_COMMANDS, PubSubCommands, PubSubFeed
 from ._hub import Hub, Upstream
-from ._pubsub import PUBSUB_COMMANDS, PubSubCommands, PubSubFeed
 
 __all__ = [
     "CLIENT_DEFAULTS",

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from redis.exceptions import RedisError, ResponseError
 
 from ..channel import Message
+from . import _envelope
 from ._connection import (
     BACKOFF_CAP,
     ConnectionFactory,
@@ -289,7 +290,7 @@ class PubSubFeed(ConnectionReader, Upstream):
                         and len(response) == 3
                         and response[0] == self._commands.message
                     ):
-                        messages.append((self._topic(response[1]), Message(response[2])))
+                        messages.append((self._topic(response[1]), _envelope.decode(response[2])))
                     else:
                         self._deliver(messages)
                         self._handle(response)
