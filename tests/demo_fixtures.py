@@ -309,9 +309,11 @@ class RecordedStream:
         assert wait_until(lambda: predicate(self.log()), timeout, interval=0.05), self.log()
         return self.log()
 
-    def wait_for_state(self, state: str, count: int = 1) -> list[dict[str, Any]]:
+    def wait_for_state(
+        self, state: str, count: int = 1, timeout: float = WAIT
+    ) -> list[dict[str, Any]]:
         """Wait until the stream has entered ``state`` ``count`` times; return its states."""
-        self.wait_for(lambda log: sum(e.get("state") == state for e in log) >= count)
+        self.wait_for(lambda log: sum(e.get("state") == state for e in log) >= count, timeout)
         return self.states()
 
     def close(self) -> None:

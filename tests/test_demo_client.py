@@ -31,6 +31,8 @@ __all__ = ["browser", "page"]  # Fixtures.
 
 #: A reconnection delay short enough for tests, in milliseconds.
 FAST_RETRY = 100
+#: Seconds the Redis channels of the test project wait for a subscription to start.
+SUBSCRIBE_TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +226,8 @@ def test_it_retries_the_stream_view_while_redis_is_down(
     redis_server.kill()
     try:
         recorded = client.follow("/broadcast/public:outage", retry=FAST_RETRY)
-        states = recorded.wait_for_state("waiting")
+        # The view answers 503 once the channel's subscribe_timeout (10 s) has passed.
+        states = recorded.wait_for_state("waiting", timeout=SUBSCRIBE_TIMEOUT + WAIT)
     finally:
         redis_server.restart()
     # The view asks for 3 s (its retry); the client's own 100 ms does not cut that short.
