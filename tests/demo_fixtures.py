@@ -192,13 +192,10 @@ class EventStream:
 
 
 def job_events(stream: EventStream) -> list[dict[str, Any]]:
-    """Read a job's stream until its ``done`` event; return the decoded events."""
-
-    def done(events: list[Any]) -> bool:
-        return any(json.loads(event.data).get("done") for event in events)
-
-    stream.read_until(done)
-    return [json.loads(event.data) for event in stream.events]
+    """Read a job's stream until its ``done`` event; return each event's JSON data, with
+    the event's name added as ``"event"``."""
+    stream.read_until(lambda events: any(event.type == "done" for event in events))
+    return [{"event": event.type, **json.loads(event.data)} for event in stream.events]
 
 
 def run_job(visitor: Visitor) -> tuple[dict[str, str], list[dict[str, Any]]]:

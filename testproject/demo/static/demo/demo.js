@@ -74,15 +74,6 @@ function addJobRow(job) {
   return row;
 }
 
-/** A job's progress report, from the JSON text of its stream's message events. */
-function jobReport(event) {
-  try {
-    return JSON.parse(event.text);
-  } catch {
-    return null; // Anyone with Redis access can publish here, e.g. manage.py publish_topic.
-  }
-}
-
 /** Show a job's events; start it once its stream is live, so its first event is seen. */
 function followJob(job) {
   const row = addJobRow(job);
@@ -126,12 +117,14 @@ function followJob(job) {
         addLine(jobLog, `${label} reconnected; ${lost}`, "warning");
       }
     },
+    // The job sends JSON "progress" events, then "done"; broadcast.js parses them.
     onEvent(event) {
-      const report = event.type === "message" ? jobReport(event) : null;
-      if (report === null) {
-        addLine(jobLog, `${label} ${event.text}`, "warning");
+      if (event.type !== "progress" && event.type !== "done") {
+        // Anyone with Redis access can publish here, e.g. with manage.py publish_topic.
+        addLine(jobLog, `${label} ${event.type}: ${event.text}`, "warning");
         return;
       }
+      const report = event.data;
       clearTimeout(hintTimer);
       hint.hidden = true;
       bar.value = report.percent;
@@ -139,7 +132,7 @@ function followJob(job) {
       addLine(jobLog, `${label} ${report.percent}% ${report.message}`);
     },
     onGap: () => addLine(jobLog, `${label} some events were missed`, "warning"),
-    stopOn: (event) => jobReport(event)?.done === true,
+    stopOn: "done",
   });
 }
 
