@@ -35,6 +35,6 @@ else
 EOF
 fi
 
-# uvicorn, with open streams ended at Ctrl-C (testproject/demo/management/commands/serve_demo.py).
+# uvicorn (testproject/demo/management/commands/serve_demo.py); open streams end at Ctrl-C.
 # It prints the address to open once it listens, or why it cannot.
 exec "$BIN/python" manage.py serve_demo --host "$HOST" --port "$PORT"

@@ -21,6 +21,7 @@ from playwright.sync_api import Page
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.backends.streams import StreamsBroadcastChannel
+from broadcast_app.tokens import stream_url
 from localservers import RedisServer
 
 from .demo_fixtures import ClientPage, RecordedStream, browser, page
@@ -67,6 +68,14 @@ class Script:
         response = httpx.get(self.server.url + self.path + "/attempts", timeout=WAIT)
         attempts: list[dict[str, Any]] = response.json()
         return attempts
+
+
+def publish(redis_server: RedisServer, topic: str, payload: bytes) -> None:
+    channel = RedisBroadcastChannel.from_url(redis_server.url)
+    try:
+        channel.topic(topic).publish(payload)
+    finally:
+        channel.close()
 
 
 def stream(*chunks: str, hold: bool = False) -> dict[str, Any]:
@@ -235,11 +244,7 @@ def test_it_retries_the_stream_view_while_redis_is_down(
     assert states[-1]["delay"] >= 3000
     recorded.wait_for_state("open")
     assert wait_until(lambda: redis_server.numsub("public:outage") == 1, WAIT)
-    channel = RedisBroadcastChannel.from_url(redis_server.url)
-    try:
-        channel.topic("public:outage").publish(b"after the outage")
-    finally:
-        channel.close()
+    publish(redis_server, "public:outage", b"after the outage")
     recorded.wait_for(lambda log: any(e["kind"] == "event" for e in log))
     assert events(recorded) == [("message", "after the outage")]
 
@@ -250,8 +255,12 @@ def test_a_gap_reaches_the_page_when_redis_restarts(
     recorded = client.follow("/broadcast/public:restart", retry=FAST_RETRY)
     recorded.wait_for_state("open")
     redis_server.restart()
-    recorded.wait_for(lambda log: any(e["kind"] == "gap" for e in log))
-    # The same response goes on: the engine resubscribed behind it.
+    # The engine subscribes again behind the same response; the stream announces the gap
+    # with the next message.
+    assert wait_until(lambda: redis_server.numsub("public:restart") == 1, WAIT)
+    publish(redis_server, "public:restart", b"after the restart")
+    log = recorded.wait_for(lambda log: any(e["kind"] == "event" for e in log))
+    assert [entry["kind"] for entry in log if entry["kind"] != "state"] == ["gap", "event"]
     assert [state["state"] for state in recorded.states()] == ["connecting", "open"]
 
 
@@ -285,3 +294,21 @@ def test_after_a_web_server_restart_it_resumes_where_it_was(page: Page) -> None:
         "after",
     ]
     assert not any(entry["kind"] == "gap" for entry in recorded.log())
+
+
+def test_at_the_stream_limit_it_waits_for_a_free_slot(page: Page) -> None:
+    # Token URLs: the fast path of testproject.asgi (with_streams) serves them.
+    limit = {"DJANGO_SETTINGS_MODULE": "tests.stream_settings", "BROADCAST_STREAM_MAX_STREAMS": "1"}
+    with RedisServer() as redis_server, WebServer("uvicorn", redis_server, **limit) as web:
+        client = ClientPage(page, web)
+        first = client.follow(stream_url("public:limit"), retry=FAST_RETRY)
+        first.wait_for_state("open")
+        second = client.follow(stream_url("public:limit"), retry=FAST_RETRY)
+        (waiting,) = [s for s in second.wait_for_state("waiting") if s["state"] == "waiting"]
+        assert waiting["status"] == 503
+        assert waiting["delay"] >= 3000  # The Retry-After of the view's retry, 3 s.
+        first.close()
+        second.wait_for_state("open", timeout=WAIT + 3)
+        publish(redis_server, "public:limit", b"one at a time")
+        second.wait_for(lambda log: any(e["kind"] == "event" for e in log))
+    assert events(second) == [("message", "one at a time")]

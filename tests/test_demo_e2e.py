@@ -125,12 +125,18 @@ def test_concurrent_jobs_lose_no_event(site: DemoSite) -> None:
         assert wait_until(lambda topic=job["topic"]: site.redis.numsub(topic) == 0, WAIT)
 
 
-def test_a_visitor_streams_only_the_jobs_it_started(site: DemoSite, visitor: Visitor) -> None:
+def test_a_jobs_stream_url_is_its_only_key(site: DemoSite, visitor: Visitor) -> None:
     job = visitor.new_job()
+    stream_path, _, query = job["stream"].partition("?")
+    assert query.startswith("token=")
     with Visitor(site.url) as other:
         other.open_page()
-        assert other.client.get(job["stream"]).status_code == 403
+        # Without the token, the demo's authorizer asks the session: not this one's job.
+        assert other.client.get(stream_path).status_code == 403
         assert other.post(job["start"]).status_code == 403
+        token = query.removeprefix("token=")
+        tampered = token[:-1] + ("B" if token.endswith("A") else "A")
+        assert other.client.get(f"{stream_path}?token={tampered}").status_code == 403
         assert other.client.get("/broadcast/jobs:not-a-job").status_code == 403
         assert other.client.get("/broadcast/elsewhere").status_code == 403
         assert site.redis.numsub(job["topic"]) == 0
@@ -141,7 +147,7 @@ def test_a_visitor_streams_only_the_jobs_it_started(site: DemoSite, visitor: Vis
     # A session remembers several jobs, and keeps its rights across requests.
     second = visitor.new_job()
     for owned in (job, second):
-        with visitor.client.stream("GET", owned["stream"]) as response:
+        with visitor.client.stream("GET", owned["stream"].partition("?")[0]) as response:
             assert response.status_code == 200
 
 

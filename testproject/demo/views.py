@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from kombu.exceptions import OperationalError
 
 from broadcast_app import PublishError, get_channel
+from broadcast_app.tokens import stream_url
 
 from .authorizer import CHAT_TOPIC, STARTED, job_state, job_topic, remember_job
 from .tasks import enqueue_job, run_job
@@ -30,10 +31,6 @@ from .tasks import enqueue_job, run_job
 MAX_CHAT_MESSAGE = 500
 #: Seconds after which the page says that no worker has taken a queued job yet.
 WORKER_HINT_SECONDS = 5
-
-
-def stream_url(topic: str) -> str:
-    return reverse("broadcast_app:stream", kwargs={"topic": topic})
 
 
 def redis_address(url: str) -> str:
@@ -67,7 +64,6 @@ def index(request: HttpRequest) -> HttpResponse:
     context = {
         "mode": current_mode(),
         "chat_topic": CHAT_TOPIC,
-        "chat_stream": stream_url(CHAT_TOPIC),
         "max_chat_message": MAX_CHAT_MESSAGE,
         # Eager jobs start at once; queued ones wait for a worker, which may not run.
         "worker_hint_seconds": 0 if run_job.app.conf.task_always_eager else WORKER_HINT_SECONDS,
@@ -77,7 +73,10 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def new_job(request: HttpRequest) -> JsonResponse:
-    """Create a job this session owns: its id, topic and URLs. Nothing runs yet."""
+    """Create a job this session owns: its id, topic and URLs. Nothing runs yet.
+
+    The stream URL carries a token: whoever holds it may follow the job for an hour.
+    """
     job_id = uuid.uuid4().hex
     remember_job(request, job_id)
     topic = job_topic(job_id)
