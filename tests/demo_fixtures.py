@@ -48,7 +48,7 @@ class DemoWebServer(WebServer):
             BROADCAST_STREAM_AUTHORIZER="testproject.demo.authorizer.can_stream",
             DEMO_JOB_STEPS=str(JOB_STEPS),
             DEMO_STEP_SECONDS=str(STEP_SECONDS),
-            **environ,
+            **{"DEMO_CHAT_MESSAGES": "1000", **environ},  # Tests of the limit set their own.
         )
         if port is not None:
             self.port = port

@@ -83,6 +83,8 @@ def test_a_job_and_the_live_topic_in_the_browser(
     assert icon is not None
     assert page.request.get(site.url + icon).ok
     assert failed == []
+    # Static files are read before they are sent: no sync iterator reached the event loop.
+    assert "synchronous iterators" not in site.web.log()
 
     update = os.environ.get("UPDATE_SCREENSHOT") == "1"
     screenshot = README_SCREENSHOT if update else tmp_path / "demo.png"

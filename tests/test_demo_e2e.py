@@ -5,6 +5,7 @@ through a private Redis, the web server (uvicorn) streams it over HTTP, and
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -166,7 +167,7 @@ def test_chat_messages_from_the_page_a_terminal_and_redis_reach_every_reader(
         stream.read_until(lambda events: len(events) == 3)
     assert [event.data for event in stream.events[:2]] == ["from the page", "from a terminal"]
     assert stream.events[2].type == "binary"
-    for refused in ("", "   ", "x" * 501):
+    for refused in ("", "   ", "x" * 501, "x" * 20_000):  # The last is a body over 16 KiB.
         assert visitor.post("/chat/", data={"message": refused}).status_code == 400
 
 
@@ -226,19 +227,50 @@ def test_the_demo_serves_no_test_urls_and_trusts_no_known_key(site: DemoSite) ->
         assert attacker.post(job["start"]).status_code == 202
 
 
+def settings_value(name: str, **environ: str) -> str:
+    """Return ``repr(settings.<name>)`` of testproject's settings in a new process whose
+    environment is only ``environ``."""
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        f"print(repr(settings.{name}))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"DJANGO_SETTINGS_MODULE": "testproject.settings", **environ},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return run.stdout.strip()
+
+
 def test_without_a_configured_key_each_process_makes_up_its_own() -> None:
-    code = "from django.conf import settings; print(settings.SECRET_KEY)"
-    environ = {"DJANGO_SETTINGS_MODULE": "testproject.settings"}
-    keys = {
-        subprocess.run(
-            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+    keys = {settings_value("SECRET_KEY") for _ in range(2)}
+    assert len(keys) == 2
+    assert all(len(key) >= 50 for key in keys)
+    assert settings_value("SECRET_KEY", DJANGO_SECRET_KEY="k" * 50) == repr("k" * 50)
+
+
+def test_the_time_zone_is_the_machines() -> None:
+    assert settings_value("TIME_ZONE", TZ="Asia/Kolkata") == repr("Asia/Kolkata")
+    assert settings_value("TIME_ZONE", TZ="Not/AZone") == repr("UTC")
+    assert settings_value("TIME_ZONE") != repr("America/Chicago")
+
+
+def test_a_busy_port_is_one_clear_error() -> None:
+    with DemoWebServer(redis=None) as web:
+        run = subprocess.run(
+            [sys.executable, "manage.py", "serve_demo", "--port", str(web.port)],
             cwd=ROOT,
-            env={**environ, "PATH": ""},
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "testproject.settings"},
             capture_output=True,
             text=True,
-            check=True,
-        ).stdout
-        for _ in range(2)
-    }
-    assert len(keys) == 2
-    assert all(len(key.strip()) >= 50 for key in keys)
+            timeout=WAIT * 2,
+            check=False,
+        )
+    assert run.returncode == 1
+    assert f"Cannot listen on 127.0.0.1 port {web.port}" in run.stderr
+    assert "DEMO_PORT" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert "Open http" not in run.stdout
