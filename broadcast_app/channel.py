@@ -317,6 +317,16 @@ class BroadcastChannel(Protocol):
         ...
 
     @abstractmethod
+    def stats(self) -> dict[str, int]:
+        """This process's figures for the channel, e.g. for a health page. Thread-safe.
+
+        ``subscriptions`` (live now) and the running totals since the channel was
+        built: ``messages_published_total``, ``messages_delivered_total`` (one per
+        receiving subscription), ``messages_dropped_total``, ``gaps_total`` and
+        ``reconnects_total``. ``broadcast_app.metrics`` exports them to Prometheus.
+        """
+
+    @abstractmethod
     def add_publish_listener(self, listener: PublishListener) -> Callable[[], None]:
         """Call ``listener(topic, message)`` after each successful publish made through
         this channel in this process; return a function that removes it. Thread-safe.

@@ -27,6 +27,8 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 #: Log lines quoted when a server fails to start.
 LOG_TAIL_LINES = 30
+#: The state of a listening socket in /proc/net/tcp.
+_TCP_LISTEN = "0A"
 
 _INSTALL_HINT = (
     "redis-server was not found on PATH. The tests start their own private Redis: install "
@@ -269,3 +271,23 @@ class RedisServer(Service):
         """Return how often the server has run ``command`` (``INFO commandstats``)."""
         stats = self._admin_client().info("commandstats").get(f"cmdstat_{command}", {})
         return int(stats.get("calls", 0))
+
+    def error_replies(self, code: str) -> int:
+        """Return how many error replies with the code ``code`` (``NOAUTH``, ``WRONGTYPE``...)
+        the server has sent (``INFO errorstats``)."""
+        stats = self._admin_client().info("errorstats").get(f"errorstat_{code}", {})
+        return int(stats.get("count", 0))
+
+    def unaccepted_connections(self) -> int:
+        """Return the connections the kernel completed but the server has not accepted yet:
+        while it is paused, the clients that are trying to connect. Linux only."""
+        backlog = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as lines:
+                next(lines)  # The header.
+                for line in lines:
+                    _, local, _, state, queues, *_ = line.split()
+                    # A listening socket's receive queue is its accept backlog.
+                    if state == _TCP_LISTEN and int(local.rsplit(":", 1)[1], 16) == self.port:
+                        backlog += int(queues.split(":")[1], 16)
+        return backlog

@@ -22,15 +22,13 @@ from django.core.management import CommandError, call_command
 from broadcast_app import get_channel
 from localservers import RedisServer
 
-from .django_fixtures import ROOT
+from .django_fixtures import MEMORY, REDIS, ROOT
 from .waiting import WAIT, wait_until
-
-MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
 
 
 @pytest.fixture(autouse=True)
 def memory_channels(settings: Any) -> Any:
-    settings.BROADCAST_CHANNELS = {"default": MEMORY, "other": MEMORY}
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}, "other": {"BACKEND": MEMORY}}
     return settings
 
 
@@ -122,7 +120,7 @@ def test_publish_to_an_unreachable_redis_is_a_command_error(
 ) -> None:
     settings.BROADCAST_CHANNELS = {
         "default": {
-            "BACKEND": "broadcast_app.backends.redis.RedisBroadcastChannel",
+            "BACKEND": REDIS,
             "LOCATION": restartable_redis.url,
         }
     }

@@ -14,8 +14,7 @@ from broadcast_app import Message, asend_event, get_channel, send_event, sse
 from broadcast_app.backends._envelope import EVENT_MARKER
 
 from .django_fixtures import Event, parse_events
-
-WAIT = 5.0
+from .waiting import WAIT
 
 RAW_LOOKALIKES = [
     EVENT_MARKER + b"progress\n{}",

@@ -21,9 +21,7 @@ from typing import Any
 
 import pytest
 
-from .redis_helpers import (
-    engine_threads,
-)
+from .channel_helpers import engine_threads
 from .waiting import WAIT, wait_until
 
 #: Seconds after which a child that is still running kills itself.

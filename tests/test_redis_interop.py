@@ -16,9 +16,7 @@ from redis.client import PubSub
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from localservers import RedisServer
 
-from .redis_helpers import (
-    both_protocols,
-)
+from .channel_helpers import both_protocols
 from .waiting import WAIT, wait_until
 
 #: Every byte value, a NUL at each end and invalid UTF-8.

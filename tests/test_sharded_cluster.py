@@ -146,11 +146,15 @@ def test_idle_shard_readers_use_no_cpu(channel_factory, cluster):
     channel = channel_factory()
     tags = [tag for node in cluster.primaries() for tag in cluster.hash_tags_on(node, 3)]
     topics = [channel.topic(channel_factory.topic_name(tag)) for tag in tags]
+    readers_before = set(reader_threads())
     with ExitStack() as stack:
         subs = [stack.enter_context(topic.subscribe()) for topic in topics for _ in range(5)]
-        time.sleep(0.2)
+        # Idle from here on: a reader for every primary, each topic subscribed once.
+        shards = len(cluster.primaries())
+        assert wait_until(lambda: len(set(reader_threads()) - readers_before) == shards, WAIT)
+        assert wait_until(lambda: all(cluster.shardnumsub(t.name) == 1 for t in topics), WAIT)
         cpu_before = time.process_time()
-        time.sleep(1.0)
+        time.sleep(1.0)  # The idle second measured.
         used = time.process_time() - cpu_before
         assert used < 0.05, f"{len(subs)} idle subscriptions on 3 shards used {used:.3f} s of CPU"
         topics[-1].publish(b"awake")

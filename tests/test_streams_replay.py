@@ -25,6 +25,7 @@ from broadcast_app.backends.streams import REPLAY_PAGE, StreamsBroadcastChannel
 from broadcast_app.backends.subscription import ChannelSubscription
 from localservers import RedisServer
 
+from .channel_helpers import numbered
 from .waiting import PROMPTLY, WAIT, wait_until
 
 MAX = 2**64 - 1
@@ -35,10 +36,6 @@ def backend(request: pytest.FixtureRequest) -> str:
     """Every test here runs on the Streams backend, over RESP3 and RESP2."""
     name: str = request.param
     return name
-
-
-def numbered(count: int, start: int = 0) -> list[bytes]:
-    return [b"%d" % number for number in range(start, start + count)]
 
 
 def stored_ids(server: RedisServer, key: str, after: str = "0-0") -> list[str]:
@@ -371,16 +368,18 @@ def test_close_during_a_replay_is_prompt(channel, topic_name, redis_server, back
         pipe.xadd(topic_name, {"data": number})
     pipe.execute()
     sub = channel.topic(topic_name).subscribe(cursor="0-0")
+    received: list[bytes | None] = []
 
     def consume() -> float:
         try:
             while True:
-                sub.receive(None)
+                received.append(sub.receive(None))
         except SubscriptionClosedError:
             return time.monotonic()
 
     consumer = background(consume)
-    time.sleep(0.05)
+    # The replay is under way: a first page arrived, many more are to come.
+    assert wait_until(lambda: received, WAIT)
     closed_at = time.monotonic()
     sub.close()
     assert consumer.result() - closed_at < PROMPTLY

@@ -15,15 +15,11 @@ from django.core.management import CommandError, call_command
 from broadcast_app import get_channel
 from localservers import free_port
 
-MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
-REDIS_BACKENDS = {
-    "pubsub": "broadcast_app.backends.redis.RedisBroadcastChannel",
-    "sharded": "broadcast_app.backends.sharded.ShardedRedisBroadcastChannel",
-    "streams": "broadcast_app.backends.streams.StreamsBroadcastChannel",
-}
+from .django_fixtures import MEMORY, REDIS, SHARDED, STREAMS
+from .waiting import WAIT, wait_until
+
+REDIS_BACKENDS = {"pubsub": REDIS, "sharded": SHARDED, "streams": STREAMS}
 PASSWORD = "s3cret-pa55"
-#: Seconds a command may take to start or print.
-WAIT = 10.0
 #: Leeway past --timeout for starting and stopping on a loaded machine.
 SLACK = 2.0
 
@@ -53,15 +49,14 @@ def tail_in_thread(*args: str) -> tuple[threading.Thread, io.StringIO, io.String
 
 @pytest.mark.parametrize("several", [False, True], ids=["one-topic", "prefixed"])
 def test_text_output_escapes_what_would_act_on_a_terminal(settings: Any, several: bool) -> None:
-    settings.BROADCAST_CHANNELS = {"default": MEMORY}
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}}
     # Topic names may hold bidi controls: the prefix escapes them too.
     topic = "chat:\u202eroom"
     topics = [topic, "other"] if several else [topic]
     thread, stdout, _ = tail_in_thread(*topics, "--count", str(len(HOSTILE)))
-    deadline = time.monotonic() + WAIT
-    while sorted(get_channel().hub.topics()) != sorted(topics):
-        assert time.monotonic() < deadline, "tail_topic did not subscribe"
-        time.sleep(0.01)
+    assert wait_until(lambda: sorted(get_channel().hub.topics()) == sorted(topics), WAIT), (
+        "tail_topic did not subscribe"
+    )
     for payload in HOSTILE:
         get_channel().topic(topic).publish(payload)
     thread.join(WAIT)

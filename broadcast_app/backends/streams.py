@@ -28,6 +28,8 @@ from ._hub import Hub, Upstream
 from ._stream_replay import REPLAY_PAGE, StreamHistory, StreamSubscription
 from ._stream_scripts import APPEND_SCRIPT, PROBE_SCRIPT
 from .base import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_SUBSCRIBE_TIMEOUT,
     ChannelTopic,
     TopicSubscriber,
     positive_int,
@@ -36,7 +38,11 @@ from .base import (
 )
 from .cursors import parse_cursor
 
+#: Seconds a topic's history outlives its last message, unless the channel says otherwise.
+DEFAULT_RETENTION_SECONDS = 600.0
+
 __all__ = [
+    "DEFAULT_RETENTION_SECONDS",
     "REPLAY_PAGE",
     "StreamSubscription",
     "StreamsBroadcastChannel",
@@ -74,7 +80,7 @@ class StreamsTopic(ChannelTopic, CursorTopic):
         return StreamsTopicSubscriber(self)
 
 
-class StreamsBroadcastChannel(RedisClientChannel):
+class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
     """Broadcast over Redis Streams (5.0+; exact loss detection on 7.0+), RESP2 or RESP3.
 
     ``retention_seconds``: how long a topic's history outlives its last message.
@@ -89,11 +95,11 @@ class StreamsBroadcastChannel(RedisClientChannel):
         self,
         client: redis.Redis,
         *,
-        buffer_size: int = 1024,
-        subscribe_timeout: float = 10.0,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
         prefix: str = "",
         health_check_interval: float | None = None,
-        retention_seconds: float = 600.0,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
         maxlen: int | None = None,
     ) -> None:
         super().__init__(

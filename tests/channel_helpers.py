@@ -1,10 +1,12 @@
-"""Parametrizations, thread accounting and a fan-out check shared by the Redis engine tests."""
+"""Helpers shared by the channel tests: parametrizations by backend, thread accounting,
+traffic to and from subscriptions, and garbage collection."""
 
 from __future__ import annotations
 
+import gc
 import threading
-from collections.abc import Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
@@ -38,3 +40,35 @@ def subscribe_and_deliver(stack: ExitStack, channel: Any, names: list[str], coun
         channel.topic(name).publish(name.encode())
     for sub in subs:
         assert sub.receive(WAIT) == sub.topic.encode()
+
+
+def numbered(count: int, start: int = 0) -> list[bytes]:
+    """The payloads ``b"<start>"``, ``b"<start + 1>"``... ``count`` of them."""
+    return [b"%d" % number for number in range(start, start + count)]
+
+
+@contextmanager
+def publishing(
+    background: Callable[..., Any], topic: Any, payload: bytes, interval: float
+) -> Iterator[None]:
+    """Publish ``payload`` to ``topic`` every ``interval`` seconds, in a ``background`` task,
+    until the block ends."""
+    stop = threading.Event()
+
+    def publish_until_stopped() -> None:
+        while not stop.is_set():
+            topic.publish(payload)
+            stop.wait(interval)
+
+    publisher = background(publish_until_stopped)
+    try:
+        yield
+    finally:
+        stop.set()
+        publisher.result()
+
+
+def drop_and_collect(objects: list[Any]) -> None:
+    """Drop what should be the last references to ``objects`` and run the collector."""
+    objects.clear()
+    gc.collect()
