@@ -20,11 +20,15 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
+from broadcast_app.streaming import DRAIN_RETRY_SPREAD
 from localservers import LoggedProcess, RedisServer, Service, wait_until
 
 from .django_fixtures import ROOT, SSEParser, WebServer
 from .waiting import WAIT
 
+#: Seconds broadcast.js may wait before it reconnects to a server that was stopped: the
+#: stream view's retry (3 s) plus the drain's spread, stretched by the client's jitter.
+RECONNECT_AFTER_DRAIN = (3.0 + DRAIN_RETRY_SPREAD) * 1.25
 #: Seconds a Celery worker may take to start consuming.
 WORKER_START_TIMEOUT = 30.0
 #: The demo job of the tests: short, yet long enough for several to overlap.

@@ -18,7 +18,7 @@ from playwright.sync_api import Page, Response, expect
 
 from localservers import RedisServer
 
-from .demo_fixtures import DemoSite, DemoWebServer, browser, page
+from .demo_fixtures import RECONNECT_AFTER_DRAIN, DemoSite, DemoWebServer, browser, page
 from .django_fixtures import ROOT
 from .waiting import WAIT, wait_until
 
@@ -101,8 +101,8 @@ def test_the_page_reconnects_when_the_web_server_restarts(site: DemoSite, page: 
     expect(chat_status).to_have_attribute("data-state", "waiting")
     expect(chat_status).to_contain_text("reconnecting, retry in")
     site.start_web()
-    # broadcast.js comes back after the stream's retry hint (3 s), plus a jitter.
-    expect(chat_status).to_have_text("live")
+    # broadcast.js comes back after the retry the server sent as it drained its streams.
+    expect(chat_status).to_have_text("live", timeout=(RECONNECT_AFTER_DRAIN + WAIT) * 1000)
     assert wait_until(lambda: site.redis.numsub("chat") == 1, WAIT)
     with site.redis.client() as client:
         client.publish("chat", "After the restart")

@@ -24,7 +24,7 @@ from broadcast_app.backends.streams import StreamsBroadcastChannel
 from broadcast_app.tokens import stream_url
 from localservers import RedisServer
 
-from .demo_fixtures import ClientPage, RecordedStream, browser, page
+from .demo_fixtures import RECONNECT_AFTER_DRAIN, ClientPage, RecordedStream, browser, page
 from .django_fixtures import WebServer
 from .waiting import WAIT, holds_for, wait_until
 
@@ -229,6 +229,20 @@ def test_a_terminal_event_ends_the_stream_and_close_ends_another(
     assert holds_for(lambda: len(ending.attempts()) + len(held.attempts()) == 2, 1.0)
 
 
+def test_a_silent_connection_is_dropped_after_the_idle_timeout(
+    server: WebServer, client: ClientPage
+) -> None:
+    # A held scripted stream sends a keep-alive every 15 s: silence, as far as 0.5 s go.
+    script = Script(server, stream("data: hello\n\n", hold=True))
+    recorded = client.follow(script.url, retry=FAST_RETRY, idleTimeout=500)
+    states = recorded.wait_for_state("open", 2)
+    waiting = [state for state in states if state["state"] == "waiting"]
+    assert waiting[0]["reason"] == "failed"
+    first, second = script.attempts()[:2]
+    assert second["at"] - first["at"] >= 0.5
+    recorded.close()
+
+
 def test_it_retries_the_stream_view_while_redis_is_down(
     redis_server: RedisServer, server: WebServer, client: ClientPage
 ) -> None:
@@ -282,7 +296,7 @@ def test_after_a_web_server_restart_it_resumes_where_it_was(page: Page) -> None:
             web = WebServer("uvicorn", redis_server, BROADCAST_BACKEND="streams")
             web.port = port
             web.start()
-            recorded.wait_for_state("open", 2)
+            recorded.wait_for_state("open", 2, timeout=RECONNECT_AFTER_DRAIN + WAIT)
             topic.publish(b"after")
             recorded.wait_for(lambda log: len(recorded.events()) == 3)
         finally:

@@ -152,13 +152,37 @@ class Refused extends Error {
   }
 }
 
-/** An HTTP answer worth retrying later: a 5xx, 408 or 429, with its Retry-After if any. */
+/** An HTTP answer worth retrying later (TRANSIENT_STATUSES), with its Retry-After if any. */
 class Unavailable extends Error {
   constructor(status, retryAfter) {
     super(`HTTP ${status}`);
     this.name = "Unavailable";
     this.status = status;
     this.retryAfter = retryAfter;
+  }
+}
+
+/** Aborts a connection that has received nothing, keep-alives included, for `timeout` ms. */
+class IdleWatchdog {
+  #timeout;
+  #connection;
+  #timer = null;
+
+  constructor(timeout, connection) {
+    this.#timeout = timeout;
+    this.#connection = connection;
+  }
+
+  arm() {
+    if (this.#timeout > 0) {
+      clearTimeout(this.#timer);
+      const silent = new Error(`Nothing received for ${this.#timeout} ms`);
+      this.#timer = setTimeout(() => this.#connection.abort(silent), this.#timeout);
+    }
+  }
+
+  disarm() {
+    clearTimeout(this.#timer);
   }
 }
 
@@ -269,29 +293,49 @@ export class BroadcastStream {
     if (this.lastEventId !== "") {
       headers["Last-Event-ID"] = this.lastEventId;
     }
-    const response = await fetch(url, {
-      headers,
-      credentials: this.#options.credentials ?? "same-origin",
-      cache: "no-store",
-      signal: this.#abort.signal,
-    });
-    if (!response.ok) {
-      await response.body?.cancel().catch(() => {});
+    // Aborted by close(), or by the idle watchdog for this connection only.
+    const connection = new AbortController();
+    const abort = () => connection.abort(this.#abort.signal.reason);
+    this.#abort.signal.addEventListener("abort", abort);
+    const watchdog = new IdleWatchdog(this.#options.idleTimeout, connection);
+    try {
+      watchdog.arm();
+      const response = await fetch(url, {
+        headers,
+        credentials: this.#options.credentials ?? "same-origin",
+        cache: "no-store",
+        signal: connection.signal,
+      });
+      await this.#check(response);
+      this.#failures = 0;
+      this.#parser.restart();
+      this.#setState("open", {reconnect: this.#opened});
+      this.#opened = true;
+      await this.#read(response, watchdog);
+    } finally {
+      watchdog.disarm();
+      this.#abort.signal.removeEventListener("abort", abort);
+    }
+  }
+
+  /** Throw unless `response` is an event stream: Unavailable to retry, Refused to stop. */
+  async #check(response) {
+    const type = (response.headers.get("Content-Type") ?? "").toLowerCase();
+    if (response.ok && response.status !== 204 && type.startsWith("text/event-stream")) {
+      return;
+    }
+    await response.body?.cancel().catch(() => {});
+    if (TRANSIENT_STATUSES.has(response.status)) {
       const retryAfter = parseRetryAfter(response.headers.get("Retry-After"));
-      if (TRANSIENT_STATUSES.has(response.status)) {
-        throw new Unavailable(response.status, retryAfter);
-      }
+      throw new Unavailable(response.status, retryAfter);
+    }
+    if (!response.ok) {
       throw new Refused(response.status, `HTTP ${response.status} ${response.statusText}`);
     }
-    const type = response.headers.get("Content-Type") ?? "";
-    if (response.status === 204 || !type.startsWith("text/event-stream")) {
-      await response.body?.cancel().catch(() => {});
-      throw new Refused(response.status, `Not an event stream (${response.status}, "${type}")`);
-    }
-    this.#failures = 0;
-    this.#parser.restart();
-    this.#setState("open", {reconnect: this.#opened});
-    this.#opened = true;
+    throw new Refused(response.status, `Not an event stream (${response.status}, "${type}")`);
+  }
+
+  async #read(response, watchdog) {
     // The decoder drops a byte order mark and replaces invalid UTF-8, as the standard says.
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     try {
@@ -300,6 +344,7 @@ export class BroadcastStream {
         if (done || this.#state === "closed") {
           return;
         }
+        watchdog.arm();
         for (const event of this.#parser.feed(value)) {
           this.#dispatch(event);
           if (this.#state === "closed") {
