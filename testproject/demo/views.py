@@ -67,6 +67,8 @@ def index(request: HttpRequest) -> HttpResponse:
         "max_chat_message": MAX_CHAT_MESSAGE,
         # Eager jobs start at once; queued ones wait for a worker, which may not run.
         "worker_hint_seconds": 0 if run_job.app.conf.task_always_eager else WORKER_HINT_SECONDS,
+        # A stream silent for three keep-alive periods died unnoticed: reconnect.
+        "idle_timeout_ms": round(settings.BROADCAST_STREAM_HEARTBEAT * 3000),
     }
     return render(request, "demo/index.html", context)
 

@@ -5,6 +5,7 @@ const page = document.body.dataset;
 const MAX_LOG_LINES = 50;
 const MAX_JOB_ROWS = 4;
 const WORKER_HINT_MS = Number(page.workerHintSeconds) * 1000;
+const IDLE_TIMEOUT_MS = Number(page.idleTimeoutMs);
 
 /** POST to a demo endpoint; resolves to its JSON body, rejects with its error message. */
 async function post(url, body) {
@@ -29,7 +30,8 @@ function showState(element, state, detail) {
     const why = detail.status === 503 ? "server busy" : "reconnecting";
     text = `${why}, retry in ${seconds} s…`;
   } else if (state === "closed") {
-    text = detail.reason === "refused" ? `refused (HTTP ${detail.status})` : "closed";
+    const refused = `refused (HTTP ${detail.status}): reload the page`;
+    text = detail.reason === "refused" ? refused : "closed";
   }
   element.dataset.state = state;
   element.textContent = text;
@@ -133,6 +135,7 @@ function followJob(job) {
     },
     onGap: () => addLine(jobLog, `${label} some events were missed`, "warning"),
     stopOn: "done",
+    idleTimeout: IDLE_TIMEOUT_MS,
   });
 }
 
@@ -169,6 +172,7 @@ new BroadcastStream(page.chatStream, {
   onState: (state, detail) => showState(chatStatus, state, detail),
   onEvent: (event) => addLine(chatList, ...chatLine(event)),
   onGap: () => addLine(chatList, "(some messages were missed)", "warning"),
+  idleTimeout: IDLE_TIMEOUT_MS,
 });
 
 chatForm.addEventListener("submit", async (event) => {
