@@ -15,7 +15,8 @@ async function post(url, body) {
     body,
     credentials: "same-origin",
   });
-  const data = response.status === 204 ? {} : await response.json();
+  const type = response.headers.get("Content-Type") ?? "";
+  const data = type.startsWith("application/json") ? await response.json() : {};
   if (!response.ok) {
     throw new Error(data.error || `HTTP ${response.status}`);
   }
@@ -85,6 +86,7 @@ function followJob(job) {
   const hint = row.querySelector(".job-hint");
   const label = `[${job.id.slice(0, 8)}]`;
   let hintTimer = null;
+  let taken = false; // Whether an event of the job has arrived: someone runs it.
 
   function start() {
     // The line is written before the request: events may arrive before its answer.
@@ -92,7 +94,7 @@ function followJob(job) {
     post(job.start)
       .then(() => {
         setLine(line, `${label} queued`);
-        if (WORKER_HINT_MS > 0 && bar.value === 0) {
+        if (WORKER_HINT_MS > 0 && !taken) {
           hintTimer = setTimeout(() => (hint.hidden = false), WORKER_HINT_MS);
         }
       })
@@ -127,6 +129,7 @@ function followJob(job) {
         return;
       }
       const report = event.data;
+      taken = true;
       clearTimeout(hintTimer);
       hint.hidden = true;
       bar.value = report.percent;
