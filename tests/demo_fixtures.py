@@ -1,6 +1,8 @@
 """The demo as real processes: a private redis-server, a Celery worker and the web server
 ``make demo`` runs (``manage.py serve_demo``, uvicorn), plus a visitor with an HTTP client,
-and headless Chromium (Debian's, driven by Playwright) for the page and broadcast.js."""
+and headless Chromium (Debian's, driven by Playwright) for the page and broadcast.js.
+
+A pytest plugin (see ``conftest.pytest_plugins``): its fixtures serve every test module."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -23,7 +24,7 @@ from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwr
 from broadcast_app.streaming import DRAIN_RETRY_SPREAD
 from localservers import LoggedProcess, RedisServer, Service, wait_until
 
-from .django_fixtures import ROOT, SSEParser, WebServer
+from .django_fixtures import ROOT, EventStream, WebServer
 from .waiting import WAIT
 
 #: Seconds broadcast.js may wait before it reconnects to a server that was stopped: the
@@ -173,28 +174,6 @@ class Visitor:
         return job
 
 
-class EventStream:
-    """An open SSE response, parsed as it arrives; ``open()`` returns once it is subscribed."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.chunks = response.iter_raw()
-        self.parser = SSEParser()
-        self.events: list[Any] = []
-
-    def wait_open(self) -> Self:
-        # The view answers once subscribed; the first chunk is its ``retry:`` line.
-        while self.parser.retry is None:
-            self.events += self.parser.feed(next(self.chunks))
-        return self
-
-    def read_until(self, predicate: Any, timeout: float = WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate(self.events):
-            assert time.monotonic() < deadline, f"timed out; events so far: {self.events}"
-            self.events += self.parser.feed(next(self.chunks))
-
-
 def job_events(stream: EventStream) -> list[dict[str, Any]]:
     """Read a job's stream until its ``done`` event; return each event's JSON data, with
     the event's name added as ``"event"``."""
@@ -337,3 +316,10 @@ class ClientPage:
         name = f"stream-{self._count}"
         self.page.evaluate("([n, u, o]) => follow(n, u, o)", [name, url, options])
         return RecordedStream(self.page, name)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[DemoSite]:
+    """The demo in Redis mode, for the tests of one module."""
+    with DemoSite() as site:
+        yield site

@@ -29,7 +29,8 @@ READ_TIMEOUT = 10.0
 class FastPathServer(WebServer):
     """uvicorn serving ``tests.stream_asgi`` (the test project behind ``with_streams``).
 
-    ``settings`` go to ``tests.stream_settings`` as JSON. ``graceful_timeout=None`` runs
+    ``backend`` is the Redis backend ("pubsub" or "streams"); ``settings`` go to
+    ``tests.stream_settings`` as JSON. ``graceful_timeout=None`` runs
     uvicorn without ``--timeout-graceful-shutdown``, as the drain must work without it.
     """
 
@@ -39,12 +40,14 @@ class FastPathServer(WebServer):
         self,
         redis: RedisServer | None,
         *,
-        graceful_timeout: float | None = 1.0,
+        backend: str = "pubsub",
+        graceful_timeout: int | None = 1,
         **settings: Any,
     ) -> None:
         super().__init__(
             "uvicorn",
             redis,
+            BROADCAST_BACKEND=backend,
             DJANGO_SETTINGS_MODULE="tests.stream_settings",
             STREAM_TEST_SECRET_KEY=SERVER_SECRET_KEY,
             **{name: json.dumps(value) for name, value in settings.items()},

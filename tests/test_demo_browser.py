@@ -10,27 +10,17 @@ otherwise it takes it into a temporary directory.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import Page, Response, expect
 
 from localservers import RedisServer
 
-from .demo_fixtures import RECONNECT_AFTER_DRAIN, DemoSite, DemoWebServer, browser, page
+from .demo_fixtures import RECONNECT_AFTER_DRAIN, DemoSite, DemoWebServer
 from .django_fixtures import ROOT
 from .waiting import WAIT, wait_until
 
-__all__ = ["browser", "page"]  # Fixtures.
-
 README_SCREENSHOT = ROOT / "docs" / "demo.png"
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[DemoSite]:
-    with DemoSite() as site:
-        yield site
 
 
 def log_lines(page: Page) -> list[str]:

@@ -24,11 +24,9 @@ from broadcast_app.backends.streams import StreamsBroadcastChannel
 from broadcast_app.tokens import stream_url
 from localservers import RedisServer
 
-from .demo_fixtures import RECONNECT_AFTER_DRAIN, ClientPage, RecordedStream, browser, page
+from .demo_fixtures import RECONNECT_AFTER_DRAIN, ClientPage, RecordedStream
 from .django_fixtures import WebServer
 from .waiting import WAIT, holds_for, wait_until
-
-__all__ = ["browser", "page"]  # Fixtures.
 
 #: A reconnection delay short enough for tests, in milliseconds.
 FAST_RETRY = 100

@@ -17,28 +17,14 @@ import redis
 from django.conf import settings
 from django.core import signing
 
-from .demo_fixtures import (
-    JOB_STEPS,
-    DemoSite,
-    DemoWebServer,
-    EventStream,
-    Visitor,
-    job_events,
-    run_job,
-)
-from .django_fixtures import ROOT
+from .demo_fixtures import JOB_STEPS, DemoSite, DemoWebServer, Visitor, job_events, run_job
+from .django_fixtures import ROOT, EventStream
 from .waiting import WAIT, wait_until
 
 #: Jobs started at the same time by as many visitors.
 CONCURRENT_JOBS = 8
 #: The SECRET_KEY the demo's settings used to default to, published with the code.
 FORMER_DEFAULT_KEY = "insecure-key-for-tests-and-the-demo-only"
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[DemoSite]:
-    with DemoSite() as site:
-        yield site
 
 
 @pytest.fixture
@@ -123,7 +109,7 @@ def run_concurrent_jobs(url: str, count: int) -> list[tuple[dict[str, str], list
 def test_concurrent_jobs_lose_no_event(site: DemoSite) -> None:
     for job, events in run_concurrent_jobs(site.url, CONCURRENT_JOBS):
         assert_complete_job(job, events)
-        assert wait_until(lambda topic=job["topic"]: site.redis.numsub(topic) == 0, WAIT)
+        assert wait_until(lambda: site.redis.numsub(job["topic"]) == 0, WAIT)
 
 
 def test_a_jobs_stream_url_is_its_only_key(site: DemoSite, visitor: Visitor) -> None:
@@ -186,8 +172,8 @@ def test_without_redis_jobs_run_in_threads_of_the_web_process() -> None:
 
 def test_chat_messages_are_rate_limited_per_client() -> None:
     limit = 3
-    environ = {"DEMO_CHAT_MESSAGES": str(limit), "DEMO_CHAT_WINDOW": "60"}
-    with DemoWebServer(redis=None, **environ) as web, Visitor(web.url) as visitor:
+    web = DemoWebServer(redis=None, DEMO_CHAT_MESSAGES=str(limit), DEMO_CHAT_WINDOW="60")
+    with web, Visitor(web.url) as visitor:
         visitor.open_page()
         # A fixed window: 2 * limit + 1 messages span two windows at most.
         answers = [visitor.post("/chat/", data={"message": f"{n}"}) for n in range(2 * limit + 1)]

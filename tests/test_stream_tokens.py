@@ -14,7 +14,7 @@ from django.template import engines
 from django.test import AsyncClient, Client, override_settings
 from django.urls import reverse
 
-from broadcast_app import tokens
+from broadcast_app import metrics, tokens
 from broadcast_app.views import BroadcastStreamView
 
 MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
@@ -220,3 +220,14 @@ def test_bad_stream_settings_are_check_errors(
 def test_good_stream_settings_pass(settings: Any, setting: str, value: object) -> None:
     setattr(settings, setting, value)
     assert [m.id for m in run_checks() if m.id.startswith("broadcast_app.E")] == []
+
+
+def test_open_streams_are_counted_per_channel_for_the_metrics(client: Client, rf: Any) -> None:
+    first = client.get("/broadcast/public:x")
+    other = BroadcastStreamView.as_view(channel_alias="other")(rf.get("/"), topic="public:x")
+    try:
+        assert (metrics.open_streams("default"), metrics.open_streams("other")) == (1, 1)
+    finally:
+        first.close()
+        other.close()
+    assert (metrics.open_streams("default"), metrics.open_streams("other")) == (0, 0)
