@@ -238,6 +238,13 @@ def test_without_a_configured_key_each_process_makes_up_its_own() -> None:
     assert settings_value("SECRET_KEY", DJANGO_SECRET_KEY="k" * 50) == repr("k" * 50)
 
 
+def test_the_streams_chat_keeps_a_bounded_history() -> None:
+    redis = {"REDIS_URL": "redis://127.0.0.1:1/0"}  # Read, never connected to.
+    streams = settings_value("BROADCAST_CHANNELS", **redis, BROADCAST_BACKEND="streams")
+    assert "'OPTIONS': {'maxlen': 1000}" in streams
+    assert "maxlen" not in settings_value("BROADCAST_CHANNELS", **redis)
+
+
 def test_the_time_zone_is_the_machines() -> None:
     assert settings_value("TIME_ZONE", TZ="Asia/Kolkata") == repr("Asia/Kolkata")
     assert settings_value("TIME_ZONE", TZ="Not/AZone") == repr("UTC")
