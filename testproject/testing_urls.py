@@ -6,6 +6,7 @@ Served when ``DJANGO_ROOT_URLCONF=testproject.testing_urls``:
   view's thread use is measured by.
 - ``testing/client/``: an empty page with ``broadcast.js`` loaded as
   ``window.broadcast``, for browser tests to drive.
+- ``testing/metrics``: the Prometheus metrics, through django-prometheus's view.
 - ``testing/script/<key>?responses=<JSON>``: answers the n-th request for ``key`` with
   the n-th of ``responses`` (the last one repeats), each
   ``{"status": 200, "headers": {}, "chunks": [], "hold": false}``: a 200 streams
@@ -24,7 +25,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.templatetags.static import static
-from django.urls import path
+from django.urls import include, path
 
 from .urls import urlpatterns as project_urlpatterns
 
@@ -87,6 +88,7 @@ urlpatterns = [
     *project_urlpatterns,
     path("testing/idle-stream/", idle_stream),
     path("testing/client/", client_page),
+    path("testing/", include("django_prometheus.urls")),
     path("testing/script/<str:key>", scripted_stream),
     path("testing/script/<str:key>/attempts", script_attempts),
 ]
