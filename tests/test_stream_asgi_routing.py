@@ -91,6 +91,7 @@ def test_token_streams_are_served_under_any_root_path(root_path: str) -> None:
 )
 def test_everything_else_goes_to_the_wrapped_application(scope: dict[str, Any]) -> None:
     inner = Inner()
+
     async def unused(*args: Any) -> Any:
         raise AssertionError("the wrapper must not receive or send for it")
 
