@@ -193,8 +193,8 @@ class StreamSubscription(ChannelSubscription, CursorSubscription):
             self._cursor = message.cursor
         return message
 
-    def _after_confirmation(self, latch: Latch, confirmed: bool) -> None:
-        super()._after_confirmation(latch, confirmed)
+    def _after_confirmation(self, latch: Latch) -> None:
+        super()._after_confirmation(latch)
         if self._cursor is None:
             self._cursor = latch.value
 
