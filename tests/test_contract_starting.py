@@ -18,7 +18,7 @@ from broadcast_app import SubscriptionClosedError
 from .conftest import BACKENDS
 from .redis_helpers import PROMPTLY, WAIT
 
-REDIS_BACKENDS = [name for name in BACKENDS if name not in ("memory", "sharded-cluster")]
+REDIS_BACKENDS = [name for name in BACKENDS if name != "memory"]
 #: How long the consumer is left blocked before ``close()``.
 BLOCKED = 0.3
 

@@ -89,6 +89,41 @@ class ShardFeed(PubSubFeed):
             self._router.disconnected(self, error)
 
 
+class LazyCluster:
+    """A ``RedisCluster`` client, given or built by ``build`` on the first ``get()``.
+
+    Building one discovers the cluster's topology: blocking I/O. Thread-safe; a build
+    that fails is tried again by the next ``get()``. It refers to no channel, so the
+    threads that use it do not keep a dropped channel alive.
+    """
+
+    def __init__(
+        self,
+        *,
+        build: Callable[[], RedisCluster] | None = None,
+        client: RedisCluster | None = None,
+    ) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        #: The client once built; None before.
+        self.client = client
+
+    def get(self) -> RedisCluster:
+        """Return the client, building it first if needed.
+
+        Raises:
+            RedisError, RedisClusterException: the client could not be built.
+        """
+        client = self.client
+        if client is None:
+            with self._lock:
+                if self.client is None:
+                    assert self._build is not None
+                    self.client = self._build()
+                client = self.client
+        return client
+
+
 class ShardRouter(Upstream):
     """Feeds a hub from the shard channels of a Redis Cluster, one ``ShardFeed`` per primary.
 
@@ -99,21 +134,23 @@ class ShardRouter(Upstream):
     subscriptions; their gaps are marked. A feed left without topics by such a change
     is closed; one emptied by unsubscribing stays, like ``RedisBroadcastChannel``'s.
 
-    ``cluster`` returns the client; its first call may build it (topology discovery,
-    once per channel). Thread-safe; ``_lock`` is taken after the hub's lock and before
-    a feed's.
+    Until the cluster client is built (topology discovery, once per channel), topics
+    wait in ``_pending`` while a discovery thread builds it, so that no lock is held
+    and no subscriber's thread is tied up meanwhile; a topic whose node cannot be found
+    fails its starting subscriptions. Thread-safe; ``_lock`` is taken after the hub's
+    lock and before a feed's.
     """
 
     def __init__(
         self,
         hub: Hub,
-        cluster: Callable[[], RedisCluster],
+        cluster: LazyCluster,
         *,
         prefix: bytes,
         health_check_interval: float,
     ) -> None:
         self._hub = hub
-        self._cluster = cluster
+        self._lazy_cluster = cluster
         self._prefix = prefix
         self._health_check_interval = health_check_interval
         # Re-entrant: the garbage collector may release a subscription (and so call
@@ -121,6 +158,11 @@ class ShardRouter(Upstream):
         self._lock = threading.RLock()
         self._feeds: dict[str, ShardFeed] = {}
         self._routes: dict[str, ShardFeed] = {}
+        # Topics waiting for the topology, and topics whose node could not be found
+        # (until the hub, told of it, unlistens them).
+        self._pending: dict[str, Latch] = {}
+        self._failed: dict[str, Latch] = {}
+        self._discovery: threading.Thread | None = None
         self._closed = False
         self._closing = threading.Event()
 
@@ -136,6 +178,10 @@ class ShardRouter(Upstream):
 
     def listen(self, topic: str) -> Latch:
         with self._lock:
+            if self._lazy_cluster.client is None:
+                latch = self._pending[topic] = Latch()
+                self._start_discovery()
+                return latch
             try:
                 feed = self._feed(self._primary(topic))
             except CLUSTER_ERRORS as exc:
@@ -147,13 +193,60 @@ class ShardRouter(Upstream):
 
     def confirmation(self, topic: str) -> Latch:
         with self._lock:
+            latch = self._pending.get(topic) or self._failed.get(topic)
+            if latch is not None:
+                return latch
             return self._routes[topic].confirmation(topic)
 
     def unlisten(self, topic: str) -> None:
         with self._lock:
+            self._pending.pop(topic, None)
+            self._failed.pop(topic, None)
             feed = self._routes.pop(topic, None)
             if feed is not None:
                 feed.unlisten(topic)
+
+    # -- topology discovery, on a thread of its own ----------------------------------------
+
+    def _start_discovery(self) -> None:
+        """Start the discovery thread unless it runs. Call with ``_lock`` held."""
+        if self._discovery is None and not self._closed:
+            self._discovery = threading.Thread(
+                target=self._discover, name="broadcast_app-cluster-discovery", daemon=True
+            )
+            self._discovery.start()
+
+    def _discover(self) -> None:
+        """Build the cluster client, then listen to the pending topics on their nodes."""
+        error: BaseException | None = None
+        try:
+            self._lazy_cluster.get()
+        except Exception as exc:  # Reported to the subscriptions waiting for it.
+            error = exc
+        failed: list[tuple[str, Latch, BaseException]] = []
+        with self._lock:
+            self._discovery = None
+            if self._closed:
+                return
+            pending, self._pending = self._pending, {}
+            for topic, latch in pending.items():
+                cause = error
+                if cause is None:
+                    try:
+                        feed = self._feed(self._primary(topic))
+                    except CLUSTER_ERRORS as exc:
+                        cause = exc
+                    else:
+                        self._routes[topic] = feed
+                        feed.listen(topic, latch)
+                        continue
+                failed.append((topic, latch, cause))
+                self._failed[topic] = latch
+        for topic, latch, cause in failed:
+            message = f"Cannot find the Redis Cluster node of topic {topic!r}: {cause}"
+            latch.fail(BroadcastChannelError(message))
+            # Not under _lock: the hub's lock comes first.
+            self._hub.refuse(topic)
 
     def close(self) -> None:
         self._closing.set()
@@ -162,6 +255,8 @@ class ShardRouter(Upstream):
             feeds = list(self._feeds.values())
             self._feeds.clear()
             self._routes.clear()
+            self._pending.clear()
+            self._failed.clear()
         # Not under the lock: a reader thread may be waiting for it in a hook below.
         for feed in feeds:
             feed.close()
@@ -191,7 +286,7 @@ class ShardRouter(Upstream):
         if isinstance(error, MovedError):
             # The freshest news there is, maybe newer than what the refresh was told.
             try:
-                self._cluster().nodes_manager.move_slot(error)
+                self._lazy_cluster.get().nodes_manager.move_slot(error)
             except Exception as exc:  # A reader thread must outlive any error.
                 logger.warning("Cannot apply %r to the Redis Cluster slot table (%s).", error, exc)
         with self._lock:
@@ -214,13 +309,13 @@ class ShardRouter(Upstream):
 
     def _primary(self, topic: str) -> ClusterNode:
         slot = key_slot(self._prefix + topic.encode())
-        node: ClusterNode = self._cluster().nodes_manager.get_node_from_slot(slot)
+        node: ClusterNode = self._lazy_cluster.get().nodes_manager.get_node_from_slot(slot)
         return node
 
     def _feed(self, node: ClusterNode) -> ShardFeed:
         feed = self._feeds.get(node.name)
         if feed is None:
-            client = self._cluster().get_redis_connection(node)
+            client = self._lazy_cluster.get().get_redis_connection(node)
             feed = self._feeds[node.name] = ShardFeed(
                 self._hub,
                 partial(subscriber_connection, client),
@@ -256,6 +351,6 @@ class ShardRouter(Upstream):
         """Reload the cluster client's slot table. Blocking I/O; call without the lock."""
         logger.info("Redis Cluster topology may have changed (%s); refreshing it.", reason)
         try:
-            self._cluster().nodes_manager.initialize()
+            self._lazy_cluster.get().nodes_manager.initialize()
         except Exception as exc:  # A reader thread must outlive any error.
             logger.warning("Cannot refresh the Redis Cluster topology (%s).", exc)

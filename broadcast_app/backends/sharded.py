@@ -10,7 +10,6 @@ server, one of each); publishing uses the client's own connections.
 from __future__ import annotations
 
 import inspect
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Self
@@ -23,7 +22,7 @@ from ..exceptions import PublishError
 from ._client import CLIENT_DEFAULTS, DEFAULT_HEALTH_CHECK_INTERVAL, client_from_url
 from ._connection import subscriber_connection
 from ._hub import Hub, Upstream
-from ._shards import CLUSTER_ERRORS, ShardFeed, ShardRouter
+from ._shards import CLUSTER_ERRORS, LazyCluster, ShardFeed, ShardRouter
 from .base import BaseBroadcastChannel, positive_number
 
 #: Builds a ``RedisCluster`` (whose constructor discovers the topology: I/O).
@@ -73,11 +72,14 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
         prefix: str = "",
         health_check_interval: float | None = None,
     ) -> None:
-        if isinstance(client, redis.Redis | RedisCluster):
-            self._client: redis.Redis | RedisCluster | None = client
-            self._build_cluster: ClusterFactory | None = None
+        self._client: redis.Redis | None = None
+        self._cluster: LazyCluster | None = None
+        if isinstance(client, redis.Redis):
+            self._client = client
+        elif isinstance(client, RedisCluster):
+            self._cluster = LazyCluster(client=client)
         elif callable(client):
-            self._client, self._build_cluster = None, client
+            self._cluster = LazyCluster(build=client)
         else:
             raise TypeError(
                 "client must be a redis.Redis, a redis.cluster.RedisCluster or a function "
@@ -87,13 +89,12 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
             raise TypeError(f"prefix must be a str, not {type(prefix).__name__}.")
         super().__init__(buffer_size=buffer_size, subscribe_timeout=subscribe_timeout)
         self.prefix = prefix
-        self.is_cluster = not isinstance(client, redis.Redis)
+        self.is_cluster = self._cluster is not None
         if health_check_interval is None:
             health_check_interval = (
                 self._client_options().get("health_check_interval") or DEFAULT_HEALTH_CHECK_INTERVAL
             )
         self.health_check_interval = positive_number("health_check_interval", health_check_interval)
-        self._client_lock = threading.Lock()
         self._owns_client = False
 
     @property
@@ -103,25 +104,17 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
         Raises:
             RedisError, RedisClusterException: the cluster client could not be built.
         """
-        client = self._client
-        if client is None:
-            with self._client_lock:
-                if self._client is None:
-                    assert self._build_cluster is not None
-                    self._client = self._build_cluster()
-                client = self._client
-        return client
-
-    def _cluster(self) -> RedisCluster:
-        client = self.client
-        assert isinstance(client, RedisCluster)
-        return client
+        if self._cluster is not None:
+            return self._cluster.get()
+        assert self._client is not None
+        return self._client
 
     def _client_options(self) -> Mapping[str, Any]:
-        if isinstance(self._client, redis.Redis):
+        if self._client is not None:
             return self._client.connection_pool.connection_kwargs
-        if isinstance(self._client, RedisCluster):
-            return self._client.nodes_manager.connection_kwargs
+        assert self._cluster is not None
+        if self._cluster.client is not None:
+            return self._cluster.client.nodes_manager.connection_kwargs
         return {}
 
     @classmethod
@@ -186,6 +179,7 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
     def create_upstream(self, hub: Hub) -> Upstream:
         prefix = self.prefix.encode()
         if self.is_cluster:
+            assert self._cluster is not None
             return ShardRouter(
                 hub, self._cluster, prefix=prefix, health_check_interval=self.health_check_interval
             )
@@ -206,7 +200,7 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
 
     def close(self) -> None:
         super().close()
-        client = self._client
+        client = self._client if self._cluster is None else self._cluster.client
         if not self._owns_client or client is None:
             return
         if isinstance(client, RedisCluster):
