@@ -9,6 +9,7 @@ import contextlib
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -22,9 +23,17 @@ class ConnectionLost(RedisError):
     """A feed's connection is unusable (no reply, closed, or the server ended it)."""
 
 
-#: Reconnect delay bounds, in seconds (exponential, with jitter).
+#: Reconnect delays, in seconds: exponential from BACKOFF_BASE, with jitter, up to
+#: PROBE_CAP while connecting fails (an unreachable server is probed that often, so a
+#: reader is back within about that long once the server is), and up to BACKOFF_CAP
+#: while connections die young (a server that accepts and then drops them).
 BACKOFF_BASE = 0.05
+PROBE_CAP = 0.2
 BACKOFF_CAP = 5.0
+#: A connection lost sooner than this after it was made counts as dying young; this
+#: many young deaths in a row make a flapping server.
+YOUNG_CONNECTION = 5.0
+FLAPPING = 3
 #: Options of a subscriber connection that replace the client's: the feed reads bytes,
 #: runs its own health checks and its own reconnect loop with backoff.
 _SUBSCRIBER_CONNECTION_OPTIONS: dict[str, Any] = {
@@ -71,10 +80,46 @@ def subscriber_connection(client: redis.Redis) -> SubscriberConnection:
     return cast(SubscriberConnection, pool.connection_class(**options))
 
 
-def backoff_delay(attempt: int) -> float:
-    """Seconds to wait before reconnect attempt ``attempt`` (1-based), with jitter."""
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt - 1, 16))
+def backoff_delay(attempt: int, cap: float = BACKOFF_CAP) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (1-based), with jitter.
+
+    The jitter (half the delay) keeps the processes that lost the same server from
+    reconnecting in lockstep.
+    """
+    delay = min(cap, BACKOFF_BASE * 2.0 ** min(attempt - 1, 16))
     return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+
+
+class Reconnects:
+    """When a reader thread should try again. Used by that thread only.
+
+    Failed connects are retried within PROBE_CAP: a refused connection costs the
+    server nothing, and the reader is back soon after the server. Once connections
+    die young several times in a row, retries back off exponentially up to
+    BACKOFF_CAP instead, so that a server that accepts and drops them is not hammered.
+    """
+
+    def __init__(self) -> None:
+        #: Connects that failed since the last connection was made.
+        self.failures = 0
+        self._young_deaths = 0
+        self._connected_at = 0.0
+
+    def connected(self) -> None:
+        self.failures = 0
+        self._connected_at = time.monotonic()
+
+    def after_failed_connect(self) -> float:
+        """Seconds to wait after a connect failed."""
+        self.failures += 1
+        cap = BACKOFF_CAP if self._young_deaths >= FLAPPING else PROBE_CAP
+        return backoff_delay(self._young_deaths + self.failures, cap)
+
+    def after_lost_connection(self) -> float:
+        """Seconds to wait after a live connection was lost."""
+        young = time.monotonic() - self._connected_at < YOUNG_CONNECTION
+        self._young_deaths = self._young_deaths + 1 if young else 0
+        return backoff_delay(self._young_deaths + 1)
 
 
 def interrupt(connection: SubscriberConnection) -> None:

@@ -7,7 +7,6 @@ for SUBSCRIBE, ``SHARDED_COMMANDS`` for SSUBSCRIBE).
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from typing import Any, NamedTuple
 
@@ -15,12 +14,11 @@ from redis.exceptions import RedisError, ResponseError
 
 from ..channel import Message
 from ._connection import (
-    BACKOFF_CAP,
     ConnectionFactory,
     ConnectionLost,
     ConnectionReader,
+    Reconnects,
     SubscriberConnection,
-    backoff_delay,
 )
 from ._hub import Hub, Upstream
 from ._inbox import Latch
@@ -195,29 +193,28 @@ class PubSubFeed(ConnectionReader, Upstream):
     # -- the reader thread -----------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0  # Failed connects and short-lived connections in a row.
+        reconnects = Reconnects()
         outage: BaseException | None = None  # What ended the last good connection.
         while not self._stopping.is_set():
             try:
                 connection = self._open()
             except Exception as exc:  # The reader must outlive any error.
-                failures += 1
                 if outage is None:
                     outage = exc
                     logger.warning("Cannot connect to Redis (%s); retrying.", exc)
                 self._disconnected(exc)
-                self._stopping.wait(backoff_delay(failures))
+                self._stopping.wait(reconnects.after_failed_connect())
                 continue
             if connection is None:
                 break
             if outage is not None:
                 logger.info(
                     "Reconnected to Redis after %d attempt(s); re-subscribed %d topic(s).",
-                    failures,
+                    reconnects.failures + 1,
                     len(self._latches),
                 )
             outage = None
-            connected_at = time.monotonic()
+            reconnects.connected()
             try:
                 self._read(connection)
             except Exception as exc:  # The reader must outlive any error.
@@ -233,10 +230,7 @@ class PubSubFeed(ConnectionReader, Upstream):
             )
             self._hub.mark_gap(lost)
             self._disconnected(outage)
-            # A connection that dies as soon as it is made must not reconnect at full speed.
-            healthy = time.monotonic() - connected_at > BACKOFF_CAP
-            failures = 1 if healthy else failures + 1
-            self._stopping.wait(backoff_delay(failures))
+            self._stopping.wait(reconnects.after_lost_connection())
 
     def _opened(self, connection: SubscriberConnection) -> None:
         self._sent.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -37,6 +38,10 @@ logger = logging.getLogger("broadcast_app")
 #: table still names the node that just ended a topic's subscription (the node queried
 #: may not have heard of the change yet).
 STALE_TOPOLOGY_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
+
+#: Least seconds between two topology refreshes for lost connections: a reader retries
+#: an unreachable node several times a second, the cluster need not be asked as often.
+REFRESH_INTERVAL = 0.5
 
 #: Errors of redis-py's cluster client; ``RedisClusterException`` is no ``RedisError``.
 CLUSTER_ERRORS = (RedisError, RedisClusterException, OSError)
@@ -163,6 +168,7 @@ class ShardRouter(Upstream):
         self._pending: dict[str, Latch] = {}
         self._failed: dict[str, Latch] = {}
         self._discovery: threading.Thread | None = None
+        self._refreshed_at = -REFRESH_INTERVAL
         self._closed = False
         self._closing = threading.Event()
 
@@ -282,7 +288,8 @@ class ShardRouter(Upstream):
 
     def disconnected(self, feed: ShardFeed, error: BaseException | None) -> None:
         """``feed`` lost its connection: move the topics whose slot has a new primary."""
-        self._refresh(reason=f"lost the connection to {feed.node}")
+        if time.monotonic() - self._refreshed_at >= REFRESH_INTERVAL:
+            self._refresh(reason=f"lost the connection to {feed.node}")
         if isinstance(error, MovedError):
             # The freshest news there is, maybe newer than what the refresh was told.
             try:
@@ -349,6 +356,7 @@ class ShardRouter(Upstream):
 
     def _refresh(self, *, reason: str) -> None:
         """Reload the cluster client's slot table. Blocking I/O; call without the lock."""
+        self._refreshed_at = time.monotonic()
         logger.info("Redis Cluster topology may have changed (%s); refreshing it.", reason)
         try:
             self._lazy_cluster.get().nodes_manager.initialize()

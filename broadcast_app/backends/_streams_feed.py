@@ -17,8 +17,8 @@ from ._connection import (
     ConnectionFactory,
     ConnectionLost,
     ConnectionReader,
+    Reconnects,
     SubscriberConnection,
-    backoff_delay,
 )
 from ._hub import Hub, Upstream
 from ._inbox import Latch
@@ -163,24 +163,27 @@ class StreamsFeed(ConnectionReader, Upstream):
     # -- the reader thread -----------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0
+        reconnects = Reconnects()
         error: BaseException | None = None
         resuming = False
         try:
             while not self._stopping.is_set():
                 connection = None
+                connected = False
                 try:
                     connection = self._open()
                     if connection is None:
                         break
+                    connected, attempts = True, reconnects.failures + 1
+                    reconnects.connected()
                     if resuming:
                         self._hub.mark_gap(self._resume(connection))
                         logger.info(
                             "Reconnected to Redis after %d attempt(s); resumed %d stream(s).",
-                            failures,
+                            attempts,
                             len(self._topics),
                         )
-                    failures, error, resuming = 0, None, True
+                    error, resuming = None, True
                     self._run_id = self._reached_run_id
                     self._serve(connection)
                 except Exception as exc:  # The reader must outlive any error.
@@ -193,8 +196,10 @@ class StreamsFeed(ConnectionReader, Upstream):
                     error = exc
                 if connection is not None:
                     self._drop(connection)
-                failures += 1
-                self._stopping.wait(backoff_delay(failures))
+                if connected:
+                    self._stopping.wait(reconnects.after_lost_connection())
+                else:
+                    self._stopping.wait(reconnects.after_failed_connect())
         finally:
             with self._lock:
                 for end in (self._waker, self._alarm):
@@ -207,10 +212,14 @@ class StreamsFeed(ConnectionReader, Upstream):
         connection = super()._open()
         if connection is None:
             return None
-        connection.send_command("CLIENT", "ID", check_health=False)
-        connection.send_command("INFO", "server", check_health=False)
-        self._reader_id = int(self._reply(connection))
-        info = text(self._reply(connection))
+        try:
+            connection.send_command("CLIENT", "ID", check_health=False)
+            connection.send_command("INFO", "server", check_health=False)
+            self._reader_id = int(self._reply(connection))
+            info = text(self._reply(connection))
+        except BaseException:
+            self._drop(connection)
+            raise
         self._reached_run_id = next(
             (line[7:].strip() for line in info.splitlines() if line.startswith("run_id:")), ""
         )
