@@ -151,6 +151,24 @@ class ConnectionReader:
     def _run(self) -> None:
         raise NotImplementedError
 
+    def _listening(self) -> bool:
+        """Whether any topic is listened to; call with ``_lock`` held."""
+        raise NotImplementedError
+
+    def _retire(self) -> bool:
+        """Called by the reader thread, without a connection: if no topic is listened
+        to, let the next ``_start_reader()`` start a new thread, and return True: the
+        thread must end without touching the feed's state again."""
+        with self._lock:
+            if self._listening() or self._stopping.is_set():
+                return False
+            self._retired()
+            self._thread = None
+            return True
+
+    def _retired(self) -> None:
+        """Hook: the reader thread is about to end by ``_retire()``; ``_lock`` is held."""
+
     def _start_reader(self) -> bool:
         """Start the reader thread unless it runs or the feed is closing; True if started."""
         if self._thread is not None or self._stopping.is_set():

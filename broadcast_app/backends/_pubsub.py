@@ -49,7 +49,9 @@ SHARDED_COMMANDS = PubSubCommands(
 class PubSubFeed(ConnectionReader, Upstream):
     """Feeds a hub from one Redis Pub/Sub connection, read by one daemon thread.
 
-    The thread starts with the first topic and lives until ``close()``. Subscribe and
+    The thread starts with the first topic and lives until ``close()``, or until the
+    connection is lost while no topic is listened to (a new topic starts it again,
+    so a channel without subscriptions does not retry an unreachable server). Subscribe and
     unsubscribe commands are written by the caller's thread under ``_lock``, in the
     order the hub issues them, and confirmed by the reader. On connection loss the
     reader reconnects with backoff, re-subscribes every topic and marks a gap on their
@@ -199,6 +201,8 @@ class PubSubFeed(ConnectionReader, Upstream):
             try:
                 connection = self._open()
             except Exception as exc:  # The reader must outlive any error.
+                if self._retire():
+                    return
                 if outage is None:
                     outage = exc
                     logger.warning("Cannot connect to Redis (%s); retrying.", exc)
@@ -222,6 +226,9 @@ class PubSubFeed(ConnectionReader, Upstream):
             lost = self._drop(connection)
             if self._stopping.is_set():
                 break
+            if not lost and self._retire():
+                logger.debug("Lost the idle Redis Pub/Sub connection (%s).", outage)
+                return
             logger.warning(
                 "Lost the Redis Pub/Sub connection (%s); reconnecting and re-subscribing "
                 "%d topic(s). Messages published meanwhile are not delivered.",
@@ -231,6 +238,9 @@ class PubSubFeed(ConnectionReader, Upstream):
             self._hub.mark_gap(lost)
             self._disconnected(outage)
             self._stopping.wait(reconnects.after_lost_connection())
+
+    def _listening(self) -> bool:
+        return bool(self._latches)
 
     def _opened(self, connection: SubscriberConnection) -> None:
         self._sent.clear()

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import select
 import socket
+import threading
 import time
 from typing import Any
 
@@ -54,7 +55,8 @@ class _Topic:
 class StreamsFeed(ConnectionReader, Upstream):
     """Feeds a hub from Redis Streams through one connection, read by one daemon thread.
 
-    The thread starts with the first topic and lives until ``close()``. It loops on one
+    The thread starts with the first topic and lives until ``close()``, or until it
+    loses its connection while no topic is listened to. It loops on one
     ``XREAD BLOCK`` over every listened stream, each from the last ID it delivered. A
     topic is confirmed once the stream's last ID is captured, so whatever is published
     after confirmation is delivered. ``listen``/``unlisten`` wake the thread through a
@@ -187,25 +189,38 @@ class StreamsFeed(ConnectionReader, Upstream):
                     self._run_id = self._reached_run_id
                     self._serve(connection)
                 except Exception as exc:  # The reader must outlive any error.
-                    if error is None and not self._stopping.is_set():
-                        logger.warning(
-                            "The Redis Streams reader cannot read (%s); reconnecting with "
-                            "backoff. Streams resume after the last entry delivered.",
-                            exc,
-                        )
-                    error = exc
+                    failure: BaseException | None = exc
+                else:
+                    failure = None
                 if connection is not None:
                     self._drop(connection)
+                if self._retire():
+                    logger.debug("The idle Redis Streams reader stops (%s).", failure)
+                    return
+                if error is None and failure is not None and not self._stopping.is_set():
+                    logger.warning(
+                        "The Redis Streams reader cannot read (%s); reconnecting with "
+                        "backoff. Streams resume after the last entry delivered.",
+                        failure,
+                    )
+                error = failure or error
                 if connected:
                     self._stopping.wait(reconnects.after_lost_connection())
                 else:
                     self._stopping.wait(reconnects.after_failed_connect())
         finally:
             with self._lock:
-                for end in (self._waker, self._alarm):
-                    if end is not None:
-                        end.close()
-                self._waker = self._alarm = None
+                if self._thread is threading.current_thread():
+                    self._retired()
+
+    def _listening(self) -> bool:
+        return bool(self._topics)
+
+    def _retired(self) -> None:
+        for end in (self._waker, self._alarm):
+            if end is not None:
+                end.close()
+        self._waker = self._alarm = None
 
     def _open(self) -> SubscriberConnection | None:
         """Connect, and learn the connection's client ID; None if closing."""

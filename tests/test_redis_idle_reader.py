@@ -1,0 +1,42 @@
+"""A reader left without topics stops when it loses its connection, instead of
+retrying (and logging) until Redis is back; the next topic starts it again."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from .redis_helpers import WAIT, engine_threads
+from .servers import wait_until
+
+#: How long the reader is watched for attempts to reconnect.
+WATCHED = 1.0
+
+
+@pytest.mark.parametrize("backend", ["redis-resp3", "sharded", "streams"])
+def test_a_reader_without_topics_stops_instead_of_reconnecting(
+    restartable_redis, channel_factory, caplog
+):
+    caplog.set_level(logging.INFO, logger="broadcast_app")
+    before = set(threading.enumerate())
+    server = restartable_redis
+    channel = channel_factory(server=server)
+    topic = channel.topic(channel_factory.topic_name())
+    with topic.subscribe() as sub:
+        topic.publish(b"one")
+        assert sub.receive(WAIT) == b"one"
+    caplog.clear()
+    server.kill()
+    assert wait_until(lambda: not engine_threads(before), WAIT), engine_threads(before)
+    time.sleep(WATCHED)
+    assert engine_threads(before) == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
+
+    server.restart()
+    with topic.subscribe() as sub:
+        topic.publish(b"two")
+        assert sub.receive(WAIT) == b"two"
+    assert len(engine_threads(before)) == 1
