@@ -14,6 +14,7 @@ import redis
 from redis.exceptions import RedisError, ResponseError
 
 from ..channel import ORIGIN, Message
+from ..exceptions import BroadcastChannelError
 from ._connection import (
     ConnectionFactory,
     ConnectionLost,
@@ -290,6 +291,14 @@ class StreamsFeed(ConnectionReader, Upstream):
                 state.latch.set(state.position.decode())
             else:
                 self._break(state, probe.kind)
+                # Starting subscriptions fail at once, naming the type, instead of
+                # waiting out subscribe_timeout.
+                state.latch.fail(
+                    BroadcastChannelError(
+                        f"The Redis key {text(state.key)!r} holds a {probe.kind}, not a stream."
+                    )
+                )
+                self._hub.refuse(state.topic)
 
     def _break(self, state: _Topic, kind: str) -> None:
         state.broken = True
