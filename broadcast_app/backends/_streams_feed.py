@@ -114,8 +114,16 @@ class StreamsFeed(ConnectionReader, Upstream):
             return state.latch
 
     def confirmation(self, topic: str) -> Latch:
+        """The topic's latch until its start position is captured; after that, a set
+        latch whose value is the last position dispatched: a joining subscription
+        starts there."""
         with self._lock:
-            return self._topics[topic].latch
+            state = self._topics[topic]
+            if state.position is None or not state.latch.is_set() or state.latch.error:
+                return state.latch
+            latch = Latch()
+            latch.set(state.position.decode())
+            return latch
 
     def unlisten(self, topic: str) -> None:
         with self._lock:
@@ -380,22 +388,30 @@ class StreamsFeed(ConnectionReader, Upstream):
 
     def _deliver(self, reply: Any, request: dict[bytes, _Topic]) -> None:
         messages: list[tuple[str, Message]] = []
+        read: list[tuple[_Topic, bytes, int]] = []
+        with self._lock:
+            # A topic unlistened meanwhile is not delivered; a new listener starts afresh.
+            listened = {
+                key for key, state in request.items() if self._topics.get(state.topic) is state
+            }
         for key, entries in reply.items() if isinstance(reply, dict) else reply:
             state = request.get(key)
-            if state is None or not entries:
+            if state is None or not entries or key not in listened:
                 continue
-            with self._lock:
-                if self._topics.get(state.topic) is not state:
-                    continue  # Unlistened meanwhile; a new listener starts afresh.
-            topic = state.topic
             messages.extend(
-                (topic, Message(payload_of(fields), entry_id.decode()))
+                (state.topic, Message(payload_of(fields), entry_id.decode()))
                 for entry_id, fields in entries
             )
-            state.position = entries[-1][0]
-            if state.seen is not None:
-                state.seen += len(entries)
+            read.append((state, entries[-1][0], len(entries)))
         self._hub.dispatch_many(messages)
+        # Positions move only once their messages are dispatched: a subscription that
+        # joins meanwhile starts at the old position, so it receives or can replay
+        # every message after its start cursor (see ``confirmation``).
+        with self._lock:
+            for state, position, count in read:
+                state.position = position
+                if state.seen is not None:
+                    state.seen += count
 
     def _idle(self, connection: SubscriberConnection) -> None:
         """With nothing to read: wait for a topic, checking the connection's health."""
