@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 DEMO_STAMP := $(VENV)/.demo-installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 
-.PHONY: test lint typecheck pytest demo bench system-deps clean
+.PHONY: test lint typecheck pytest docs demo bench system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -31,7 +31,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP) system-deps
 	env -u REDIS_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# The docs site, built into site/ (git-ignored). --strict fails on any broken link or
+# anchor; not --quiet, which hides the warnings --strict counts. The variable silences a
+# banner of the theme's.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+test: lint typecheck docs pytest
 
 # The demo needs only its own extra (uvicorn, celery), not the test tools.
 $(DEMO_STAMP): $(BIN)/python setup.cfg pyproject.toml
@@ -47,4 +53,4 @@ bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results site

@@ -19,6 +19,7 @@ from .channel import (
     CursorTopic,
     Message,
     Producer,
+    PublishListener,
     Subscriber,
     Subscription,
     Topic,
@@ -27,11 +28,14 @@ from .exceptions import BroadcastChannelError, PublishError, SubscriptionClosedE
 
 if TYPE_CHECKING:
     from .conf import InvalidChannelBackendError, get_channel
+    from .events import asend_event, send_event
 
 #: Django-facing names and the module each loads from on first use.
 _LAZY = {
     "get_channel": "broadcast_app.conf",
     "InvalidChannelBackendError": "broadcast_app.conf",
+    "send_event": "broadcast_app.events",
+    "asend_event": "broadcast_app.events",
 }
 
 __all__ = [
@@ -46,11 +50,14 @@ __all__ = [
     "Message",
     "Producer",
     "PublishError",
+    "PublishListener",
     "Subscriber",
     "Subscription",
     "SubscriptionClosedError",
     "Topic",
+    "asend_event",
     "get_channel",
+    "send_event",
 ]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import types
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, Self
@@ -34,6 +34,11 @@ class Message:
     #: The event name given by the publisher (see ``send_event``); None for a plain
     #: ``publish()``.
     event: str | None = None
+
+
+#: ``listener(topic, message)``, told of each successful publish (see
+#: ``BroadcastChannel.add_publish_listener``).
+PublishListener = Callable[[str, "Message"], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,17 +203,23 @@ class Producer(Protocol):
     """Write access to one topic. Thread-safe."""
 
     @abstractmethod
-    def publish(self, payload: bytes) -> None:
+    def publish(self, payload: bytes, *, event: str | None = None) -> None:
         """Deliver ``payload`` to every live subscription of the topic.
 
+        Subscribers receive exactly ``payload``. With ``event``, the message is the
+        named event ``event`` (``Message.event``; an SSE event of that name), whose
+        data is ``payload``.
+
         Raises:
-            TypeError: ``payload`` is not bytes-like (nothing is sent).
+            TypeError: ``payload`` is not bytes-like, or ``event`` not a str (nothing
+                is sent).
+            ValueError: ``event`` is not a usable event name (nothing is sent).
             PublishError: the backend could not accept the message.
         """
         ...
 
     @abstractmethod
-    async def apublish(self, payload: bytes) -> None:
+    async def apublish(self, payload: bytes, *, event: str | None = None) -> None:
         """Async twin of ``publish()``."""
 
 
@@ -304,6 +315,26 @@ class BroadcastChannel(Protocol):
             ValueError: ``topic`` is empty, too long or holds control characters.
         """
         ...
+
+    @abstractmethod
+    def stats(self) -> dict[str, int]:
+        """This process's figures for the channel, e.g. for a health page. Thread-safe.
+
+        ``subscriptions`` (live now) and the running totals since the channel was
+        built: ``messages_published_total``, ``messages_delivered_total`` (one per
+        receiving subscription), ``messages_dropped_total``, ``gaps_total`` and
+        ``reconnects_total``. ``broadcast_app.metrics`` exports them to Prometheus.
+        """
+
+    @abstractmethod
+    def add_publish_listener(self, listener: PublishListener) -> Callable[[], None]:
+        """Call ``listener(topic, message)`` after each successful publish made through
+        this channel in this process; return a function that removes it. Thread-safe.
+
+        Listeners run in the publishing thread, in the order added: they must be quick
+        and must not raise (what they raise reaches the publisher). Messages published
+        by other processes are not seen: subscribe for those.
+        """
 
     @abstractmethod
     def close(self) -> None:

@@ -108,7 +108,7 @@ class _EventStream:
             if not self._chunk:
                 self._append(sse.KEEP_ALIVE)
             return False
-        self._append(sse.payload_event(received.payload, received.cursor))
+        self._append(sse.message_event(received))
         return len(self._chunk) < MAX_BATCH
 
     def _append(self, frame: bytes) -> None:
@@ -168,7 +168,7 @@ async def async_events(
                 yield chunk
 
 
-async def _resolve(awaitable: Awaitable[object]) -> object:
+async def _awaited(awaitable: Awaitable[object]) -> object:
     return await awaitable
 
 
@@ -213,7 +213,7 @@ class BroadcastStreamView(View):
         """Ask ``authorizer``, awaiting its answer if it is async; only ``True`` allows."""
         allowed: object = authorizer(request, topic)
         if inspect.isawaitable(allowed):
-            allowed = async_to_sync(_resolve)(allowed)
+            allowed = async_to_sync(_awaited)(allowed)
         return allowed is True
 
     def get_heartbeat(self) -> float:

@@ -18,9 +18,9 @@ from broadcast_app.backends.memory import InMemoryBroadcastChannel
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
 from broadcast_app.backends.streams import StreamsBroadcastChannel
+from localservers import LocalCluster, RedisServer
 
-from .cluster import LocalCluster
-from .servers import RedisServer, wait_until
+from .waiting import wait_until
 
 #: Seconds resources may take to go away once their owner closed them.
 LEAK_GRACE = 2.0
@@ -118,28 +118,15 @@ def _memory(factory: ChannelFactory, server: RedisServer | None, **options: Any)
     return InMemoryBroadcastChannel(**options)
 
 
-def _redis_pubsub(protocol: int) -> BackendFactory:
+def _on_one_server(channel_class: type[Any], protocol: int) -> BackendFactory:
+    """Channels of ``channel_class`` on a client of one server, speaking RESP ``protocol``."""
+
     def make(factory: ChannelFactory, server: RedisServer | None, **options: Any) -> Any:
         client = factory.redis_server(server).client(protocol=protocol)
         factory.add_closer(client.close)
-        return RedisBroadcastChannel(client, **options)
+        return channel_class(client, **options)
 
     return make
-
-
-def _streams(protocol: int) -> BackendFactory:
-    def make(factory: ChannelFactory, server: RedisServer | None, **options: Any) -> Any:
-        client = factory.redis_server(server).client(protocol=protocol)
-        factory.add_closer(client.close)
-        return StreamsBroadcastChannel(client, **options)
-
-    return make
-
-
-def _sharded(factory: ChannelFactory, server: RedisServer | None, **options: Any) -> Any:
-    client = factory.redis_server(server).client(protocol=2)
-    factory.add_closer(client.close)
-    return ShardedRedisBroadcastChannel(client, **options)
 
 
 def _sharded_cluster(factory: ChannelFactory, server: RedisServer | None, **options: Any) -> Any:
@@ -159,12 +146,13 @@ def _sharded_cluster(factory: ChannelFactory, server: RedisServer | None, **opti
 #: Register closers with ``channel_factory.add_closer``; the channel itself is closed for you.
 BACKENDS: dict[str, BackendFactory] = {
     "memory": _memory,
-    "redis-resp2": _redis_pubsub(2),
-    "redis-resp3": _redis_pubsub(3),
-    "sharded": _sharded,  # RESP2; the cluster runs redis-py's default, RESP3.
+    "redis-resp2": _on_one_server(RedisBroadcastChannel, 2),
+    "redis-resp3": _on_one_server(RedisBroadcastChannel, 3),
+    # RESP2; the cluster runs redis-py's default, RESP3.
+    "sharded": _on_one_server(ShardedRedisBroadcastChannel, 2),
     "sharded-cluster": _sharded_cluster,
-    "streams": _streams(3),
-    "streams-resp2": _streams(2),
+    "streams": _on_one_server(StreamsBroadcastChannel, 3),
+    "streams-resp2": _on_one_server(StreamsBroadcastChannel, 2),
 }
 #: Backends whose subscribers ``PUBSUB SHARDNUMSUB`` counts.
 SHARDED_BACKENDS = frozenset({"sharded", "sharded-cluster"})

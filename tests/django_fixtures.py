@@ -1,5 +1,5 @@
-"""Helpers for the Django integration tests: web servers as subprocesses, an SSE parser,
-and the authorizers the test servers are configured with (by dotted path)."""
+"""Helpers for the Django integration tests: channel settings, web servers as subprocesses,
+an SSE parser, and the authorizers the test servers are configured with (by dotted path)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,32 @@ from typing import Any
 import httpx
 import pytest
 
-from .servers import LoggedProcess, RedisServer, free_port
+from localservers import LoggedProcess, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds a web server may take to answer its first request.
 SERVER_START_TIMEOUT = 20.0
 #: The keep-alive period of the test servers: short, so dead clients are found quickly.
 TEST_HEARTBEAT = 0.2
+
+
+# -- Channel settings -----------------------------------------------------------------------
+
+#: The ``BACKEND`` of each kind of channel in ``BROADCAST_CHANNELS``.
+MEMORY = "broadcast_app.backends.memory.InMemoryBroadcastChannel"
+REDIS = "broadcast_app.backends.redis.RedisBroadcastChannel"
+SHARDED = "broadcast_app.backends.sharded.ShardedRedisBroadcastChannel"
+STREAMS = "broadcast_app.backends.streams.StreamsBroadcastChannel"
+
+
+def streams_channels(redis: RedisServer) -> dict[str, dict[str, str]]:
+    """``BROADCAST_CHANNELS`` with a Streams channel on ``redis`` ("default"), a Pub/Sub
+    channel on it ("pubsub") and an in-memory channel ("memory")."""
+    return {
+        "default": {"BACKEND": STREAMS, "LOCATION": redis.url},
+        "pubsub": {"BACKEND": REDIS, "LOCATION": redis.url},
+        "memory": {"BACKEND": MEMORY},
+    }
 
 
 # -- Authorizers (dotted paths: "tests.django_fixtures.<name>") -------------------------------

@@ -17,21 +17,12 @@ import pytest
 
 from broadcast_app import SubscriptionClosedError
 
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly" (the target is well under 100 ms).
-PROMPTLY = 1.0
+from .waiting import PROMPTLY, WAIT, ablocked
 
 
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Run ``coroutine`` on a new event loop, failing instead of hanging."""
     return asyncio.run(asyncio.wait_for(coroutine, 30))
-
-
-async def blocked(task: asyncio.Task[Any]) -> None:
-    """Give ``task`` time to block, and check that it did."""
-    await asyncio.sleep(0.1)
-    assert not task.done(), "the task finished without a message"
 
 
 def test_async_with_and_areceive(channel, topic_name):
@@ -100,7 +91,7 @@ def test_async_for_starts_the_subscription(channel, topic_name):
             while not consumer.done():
                 await topic.apublish(str(number).encode())
                 number += 1
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.002)  # Paced, and the consumer gets the loop.
             return await consumer
         finally:
             await sub.aclose()
@@ -161,7 +152,7 @@ def test_aclose_wakes_a_blocked_areceive(channel, topic_name, record_property):
     async def main() -> float:
         async with channel.topic(topic_name).subscribe() as sub:
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             closed_at = time.monotonic()
             await sub.aclose()
             with pytest.raises(SubscriptionClosedError):
@@ -183,7 +174,7 @@ def test_aclose_ends_a_blocked_async_for(channel, topic_name):
             return [message async for message in sub]
 
         consumer = asyncio.create_task(consume())
-        await blocked(consumer)
+        await ablocked(consumer)
         await sub.aclose()
         return await asyncio.wait_for(consumer, PROMPTLY)
 
@@ -194,7 +185,7 @@ def test_close_from_another_thread_wakes_a_task(channel, topic_name):
     async def main() -> None:
         async with channel.topic(topic_name).subscribe() as sub:
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             await asyncio.to_thread(sub.close)
             with pytest.raises(SubscriptionClosedError):
                 await asyncio.wait_for(receiver, PROMPTLY)
@@ -208,7 +199,7 @@ def test_publish_from_another_thread_wakes_a_task(channel, topic_name):
     async def main() -> bytes | None:
         async with topic.subscribe() as sub:
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             await asyncio.to_thread(topic.publish, b"from a thread")
             return await asyncio.wait_for(receiver, WAIT)
 
@@ -240,7 +231,7 @@ def test_cancelled_areceive_leaves_the_subscription_usable(channel, topic_name):
     async def main() -> None:
         async with topic.subscribe() as sub:
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             receiver.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await receiver
@@ -250,12 +241,12 @@ def test_cancelled_areceive_leaves_the_subscription_usable(channel, topic_name):
             await topic.apublish(b"after the cancellations")
             assert await sub.areceive(WAIT) == b"after the cancellations"
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             await topic.apublish(b"to a new waiter")
             assert await asyncio.wait_for(receiver, WAIT) == b"to a new waiter"
 
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             receiver.cancel()
             await sub.aclose()
         with pytest.raises(asyncio.CancelledError):
@@ -279,7 +270,7 @@ def test_many_async_subscribers_share_one_loop_without_threads(channel, topic_na
                 return [await sub.areceive(None) for _ in range(count)]
 
             consumers = [asyncio.create_task(consume(sub)) for sub in subs]
-            await asyncio.sleep(0.1)
+            await ablocked(*consumers)  # Every consumer waits for its first message.
             extra_threads = threading.active_count() - threads_before
             for number in range(count):
                 topic.publish(b"%d" % number)

@@ -20,18 +20,15 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from broadcast_app import get_channel
+from localservers import RedisServer
 
-from .django_fixtures import ROOT
-from .servers import RedisServer, wait_until
-
-MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
-#: Seconds a command may take to start, subscribe or print.
-WAIT = 10.0
+from .django_fixtures import MEMORY, REDIS, ROOT
+from .waiting import WAIT, wait_until
 
 
 @pytest.fixture(autouse=True)
 def memory_channels(settings: Any) -> Any:
-    settings.BROADCAST_CHANNELS = {"default": MEMORY, "other": MEMORY}
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}, "other": {"BACKEND": MEMORY}}
     return settings
 
 
@@ -123,7 +120,7 @@ def test_publish_to_an_unreachable_redis_is_a_command_error(
 ) -> None:
     settings.BROADCAST_CHANNELS = {
         "default": {
-            "BACKEND": "broadcast_app.backends.redis.RedisBroadcastChannel",
+            "BACKEND": REDIS,
             "LOCATION": restartable_redis.url,
         }
     }
@@ -225,11 +222,17 @@ def manage(*args: str, redis: RedisServer, **kwargs: Any) -> subprocess.Popen[by
     return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env, **kwargs)
 
 
-@pytest.fixture
-def tail_process(redis_server: RedisServer) -> Iterator[subprocess.Popen[bytes]]:
+@pytest.fixture(params=[signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"])
+def tail_process(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> Iterator[subprocess.Popen[bytes]]:
+    """tail_topic as a process whose SIGINT disposition is set, whatever the test run's
+    own: a background job, nohup and some CI start processes with SIGINT ignored."""
+    disposition = request.param
     process = manage(
         "tail_topic", "cli:demo", "--format", "json",
         redis=redis_server, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, disposition),
     )  # fmt: skip
     yield process
     if process.poll() is None:

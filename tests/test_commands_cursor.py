@@ -16,25 +16,15 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from broadcast_app import get_channel
+from localservers import RedisServer
 
-from .django_fixtures import ROOT
-from .servers import RedisServer
-
-STREAMS = "broadcast_app.backends.streams.StreamsBroadcastChannel"
-#: Seconds a command may take to start, replay or print.
-WAIT = 10.0
+from .django_fixtures import ROOT, streams_channels
+from .waiting import WAIT
 
 
 @pytest.fixture(autouse=True)
 def channels(settings: Any, redis_server: RedisServer) -> Any:
-    settings.BROADCAST_CHANNELS = {
-        "default": {"BACKEND": STREAMS, "LOCATION": redis_server.url},
-        "memory": {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"},
-        "pubsub": {
-            "BACKEND": "broadcast_app.backends.redis.RedisBroadcastChannel",
-            "LOCATION": redis_server.url,
-        },
-    }
+    settings.BROADCAST_CHANNELS = streams_channels(redis_server)
     return settings
 
 

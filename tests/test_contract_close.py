@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
-from typing import Any
 
 import pytest
 
 from broadcast_app import SubscriptionClosedError
 
-#: Generous bound for "promptly" (the target is well under 100 ms).
-PROMPTLY = 1.0
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
+from .channel_helpers import drop_and_collect
+from .waiting import PROMPTLY, WAIT, blocked
 
 
 def test_close_is_idempotent(channel, topic_name):
@@ -51,8 +47,7 @@ def test_close_wakes_a_blocked_receive(channel, topic_name, record_property, bac
             return time.monotonic()
 
         consumer = background(consume)
-        time.sleep(0.2)
-        assert consumer.is_alive(), "receive(timeout=None) returned without a message"
+        blocked(consumer)
         closed_at = time.monotonic()
         sub.close()
         latency = consumer.result() - closed_at
@@ -80,7 +75,7 @@ def test_close_ends_a_blocked_iterator(channel, topic_name, entered, record_prop
         # Without the context manager the iterator subscribes in its thread: retry until then.
         while not first_arrived.wait(0.05):
             topic.publish(b"first")
-        time.sleep(0.1)
+        blocked(consumer)  # Iterating on, waiting for a next message.
     finally:
         closed_at = time.monotonic()
         sub.close()
@@ -94,9 +89,11 @@ def test_closed_subscription_receives_and_yields_nothing(channel, topic_name):
     topic = channel.topic(topic_name)
     never_started = topic.subscribe()
     never_started.close()
-    with topic.subscribe() as started:
+    with topic.subscribe() as started, topic.subscribe() as witness:
         topic.publish(b"buffered, then discarded")
-        time.sleep(0.1)
+        # A topic's subscriptions get a message in the order they joined: once the witness
+        # has it, ``started`` holds it in its buffer.
+        assert witness.receive(WAIT) == b"buffered, then discarded"
     for sub in (never_started, started):
         with pytest.raises(SubscriptionClosedError):
             sub.receive()
@@ -115,7 +112,7 @@ def test_closing_the_channel_closes_its_subscriptions(channel_factory, backgroun
                 received.receive(timeout=None)
 
         consumers = [background(list, iterated), background(receive)]
-        time.sleep(0.1)
+        blocked(*consumers)
         channel.close()
         assert consumers[0].result(PROMPTLY) == []
         consumers[1].result(PROMPTLY)
@@ -134,9 +131,3 @@ def test_unclosed_subscription_is_released_by_the_garbage_collector(channel, top
     with topic.subscribe() as sub:
         topic.publish(b"still works")
         assert sub.receive(WAIT) == b"still works"
-
-
-def drop_and_collect(objects: list[Any]) -> None:
-    """Drop what may be the last references to ``objects`` and run the collector."""
-    objects.clear()
-    gc.collect()

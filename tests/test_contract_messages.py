@@ -11,7 +11,7 @@ import pytest
 
 from broadcast_app import ChannelFeatures, CursorSubscription, CursorTopic, Message
 
-WAIT = 5.0
+from .waiting import WAIT
 
 
 def test_features_are_declared_and_match_the_topics(channel, topic_name, backend):

@@ -16,11 +16,9 @@ import pytest
 from broadcast_app import SubscriptionClosedError
 
 from .conftest import BACKENDS
-from .redis_helpers import PROMPTLY, WAIT
+from .waiting import PROMPTLY, WAIT, blocked
 
 REDIS_BACKENDS = [name for name in BACKENDS if name != "memory"]
-#: How long the consumer is left blocked before ``close()``.
-BLOCKED = 0.3
 
 
 def _enter(sub: Any) -> None:
@@ -77,8 +75,7 @@ def test_close_wakes_a_consumer_blocked_in_starting(
     restartable_redis.pause()
     try:
         consumer = background(consume)
-        time.sleep(BLOCKED)
-        assert consumer.is_alive(), "started although Redis is frozen"
+        blocked(consumer)  # Redis is frozen: nothing confirms the subscription.
         closed_at = time.monotonic()
         sub.close()
         latency = consumer.result(WAIT) - closed_at
@@ -100,10 +97,10 @@ def test_closing_one_starting_subscription_leaves_the_others_starting(
     try:
         gone = background(_enter, closed)
         waiting = background(kept.__enter__)
-        time.sleep(BLOCKED)
+        blocked(gone, waiting)
         closed.close()
         gone.result(PROMPTLY)
-        assert waiting.is_alive(), "the other subscription stopped waiting"
+        blocked(waiting)  # The other subscription still waits for the confirmation.
     finally:
         restartable_redis.resume()
     with waiting.result(WAIT) as sub:

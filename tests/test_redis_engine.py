@@ -18,15 +18,14 @@ import pytest
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.exceptions import BroadcastChannelError
 
-from .redis_helpers import (
-    PROMPTLY,
-    WAIT,
+from .channel_helpers import (
     both_protocols,
     engine_threads,
+    publishing,
     resp3,
     subscribe_and_deliver,
 )
-from .servers import wait_until
+from .waiting import PROMPTLY, QUIET, WAIT, blocked, holds_for, wait_until
 
 
 def first_message(subscription: Any) -> bytes:
@@ -120,8 +119,7 @@ def test_joining_a_topic_already_listened_to_sends_no_command(restartable_redis,
             for sub in (first, second, third):
                 assert sub.receive(WAIT) == b"shared"
         # Leaving while another local subscriber stays sends nothing either.
-        time.sleep(0.1)
-        assert server.command_calls("unsubscribe") == 0
+        assert holds_for(lambda: server.command_calls("unsubscribe") == 0, QUIET)
         topic.publish(b"still there")
         assert first.receive(WAIT) == b"still there"
     assert wait_until(lambda: server.command_calls("unsubscribe") == 1, PROMPTLY)
@@ -207,12 +205,12 @@ def test_idle_subscriptions_use_no_cpu(restartable_redis, channel_factory, backg
     with ExitStack() as stack:
         subs = [stack.enter_context(topic.subscribe()) for topic in topics for _ in range(10)]
         # Some consumers wait in a blocked iteration, the others are not being read.
-        blocked = [background(first_message, sub) for sub in subs[::10]]
-        time.sleep(0.2)
+        consumers = [background(first_message, sub) for sub in subs[::10]]
+        blocked(*consumers)
         ours = [thread for thread in threading.enumerate() if thread not in before]
         assert len(ours) == 11, [thread.name for thread in ours]
         ours_before, process_before = cpu_seconds(ours), time.process_time()
-        time.sleep(1.0)
+        time.sleep(1.0)  # The idle second measured.
         used_by_ours = cpu_seconds(ours) - ours_before
         used_by_process = time.process_time() - process_before
         # The reader and the blocked consumers; the process also runs other tests' idle
@@ -223,7 +221,7 @@ def test_idle_subscriptions_use_no_cpu(restartable_redis, channel_factory, backg
             topic.publish(b"wake up")
         for sub in subs[1:2] + subs[-1:]:
             assert sub.receive(WAIT) == b"wake up"
-        for task in blocked:
+        for task in consumers:
             assert task.result(WAIT) == b"wake up"
 
 
@@ -234,23 +232,15 @@ def test_receive_times_out_after_its_timeout_despite_other_traffic(
     channel = channel_factory(server=restartable_redis)
     quiet = channel.topic(channel_factory.topic_name())
     busy = channel.topic(channel_factory.topic_name())
-    stop = threading.Event()
-
-    def publish_until_stopped() -> None:
-        while not stop.is_set():
-            busy.publish(b"noise")
-            stop.wait(0.01)
-
-    with quiet.subscribe() as sub, busy.subscribe() as busy_sub:
-        publisher = background(publish_until_stopped)
-        try:
-            assert busy_sub.receive(WAIT) == b"noise"
-            started = time.monotonic()
-            assert sub.receive(timeout=0.3) is None
-            elapsed = time.monotonic() - started
-        finally:
-            stop.set()
-            publisher.result()
+    with (
+        quiet.subscribe() as sub,
+        busy.subscribe() as busy_sub,
+        publishing(background, busy, b"noise", 0.01),
+    ):
+        assert busy_sub.receive(WAIT) == b"noise"
+        started = time.monotonic()
+        assert sub.receive(timeout=0.3) is None
+        elapsed = time.monotonic() - started
     assert 0.28 <= elapsed < 0.3 + PROMPTLY
 
 

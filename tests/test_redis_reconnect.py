@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .redis_helpers import WAIT
+from .waiting import WAIT
 
 #: Long enough for an exponential backoff to have grown to seconds.
 OUTAGE = 4.0

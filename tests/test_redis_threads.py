@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 import warnings
 import weakref
 from collections import defaultdict
@@ -15,15 +14,8 @@ import pytest
 
 from broadcast_app.exceptions import SubscriptionClosedError
 
-from .redis_helpers import PROMPTLY, WAIT, both_protocols, resp3
-from .servers import wait_until
-
-
-def drop_and_collect(objects: list[Any]) -> None:
-    """Drop what should be the last references to ``objects`` and run the collector."""
-    objects.clear()
-    gc.collect()
-
+from .channel_helpers import both_protocols, drop_and_collect, publishing, resp3
+from .waiting import PROMPTLY, WAIT, wait_until
 
 # -- garbage collection ------------------------------------------------------------------------
 
@@ -189,33 +181,26 @@ def test_close_from_another_thread_while_messages_flow(
 ):
     channel = channel_factory(server=restartable_redis)
     topic = channel.topic(channel_factory.topic_name())
-    stop = threading.Event()
 
-    def publish_until_stopped() -> None:
-        while not stop.is_set():
-            topic.publish(b"tick")
-            stop.wait(0.005)
-
-    def drain(sub: Any) -> None:
+    def drain(sub: Any, draining: threading.Event) -> None:
         while True:
             try:
                 sub.receive(timeout=None)
             except SubscriptionClosedError:
                 return
+            draining.set()
 
     with ExitStack() as stack:
         stayer = stack.enter_context(topic.subscribe())
         leavers = [stack.enter_context(topic.subscribe()) for _ in range(4)]
-        publisher = background(publish_until_stopped)
-        try:
-            consumers = [background(drain, sub) for sub in leavers]
-            time.sleep(0.2)
+        with publishing(background, topic, b"tick", 0.005):
+            draining = [threading.Event() for _ in leavers]
+            consumers = [background(drain, *pair) for pair in zip(leavers, draining, strict=True)]
+            # Close while every leaver is receiving.
+            assert wait_until(lambda: all(event.is_set() for event in draining), WAIT)
             closers = [background(sub.close) for sub in leavers]
             for task in closers + consumers:
                 task.result(PROMPTLY)
             while stayer.receive(0) is not None:
                 pass
             assert stayer.receive(WAIT) == b"tick"
-        finally:
-            stop.set()
-            publisher.result()

@@ -19,12 +19,11 @@ from django.test import override_settings
 from broadcast_app import BroadcastChannelError, PublishError
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
 from broadcast_app.conf import create_channel
+from localservers import free_port
 
-from .servers import free_port, wait_until
+from .django_fixtures import SHARDED
+from .waiting import WAIT, wait_until
 
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-SHARDED = "broadcast_app.backends.sharded.ShardedRedisBroadcastChannel"
 AUTHORIZER = "tests.django_fixtures.allow_all"
 
 single_node = pytest.mark.parametrize("backend", ["sharded"])
@@ -79,16 +78,18 @@ def test_prefix_names_the_shard_channel(channel_factory, redis_server):
 
 
 @single_node
-def test_one_connection_and_one_thread_for_many_topics(channel_factory, redis_server):
-    channel = channel_factory()
-    before = redis_server.connected_clients()
+def test_one_connection_and_one_thread_for_many_topics(channel_factory, restartable_redis):
+    # Counts connections: on a server of its own.
+    server = restartable_redis
+    channel = channel_factory(server=server)
+    before = server.connected_clients()
     threads_before = threading.active_count()
     topics = [channel.topic(channel_factory.topic_name()) for _ in range(50)]
     with ExitStack() as stack:
         subs = [stack.enter_context(topic.subscribe()) for topic in topics for _ in range(4)]
-        subscribers = [c for c in redis_server.clients() if c.get("ssub", "0") != "0"]
+        subscribers = [c for c in server.clients() if c.get("ssub", "0") != "0"]
         assert [int(c["ssub"]) for c in subscribers] == [50]
-        assert redis_server.connected_clients() - before == 1
+        assert server.connected_clients() - before == 1
         assert threading.active_count() - threads_before == 1
         for topic in topics:
             topic.publish(topic.name.encode())
@@ -128,9 +129,11 @@ def test_publishing_to_a_stopped_server_is_a_publish_error(restartable_redis, ow
 # -- building channels -------------------------------------------------------------------------
 
 
-def test_from_url_of_one_server(redis_server, own_channels):
-    before = redis_server.connected_clients()
-    channel = own_channels(ShardedRedisBroadcastChannel.from_url(redis_server.url, prefix="p:"))
+def test_from_url_of_one_server(restartable_redis, own_channels):
+    # Counts connections: on a server of its own.
+    server = restartable_redis
+    before = server.connected_clients()
+    channel = own_channels(ShardedRedisBroadcastChannel.from_url(server.url, prefix="p:"))
     assert not channel.is_cluster
     assert isinstance(channel.client, redis.Redis)
     assert channel.prefix == "p:"
@@ -140,7 +143,7 @@ def test_from_url_of_one_server(redis_server, own_channels):
         assert sub.receive(WAIT) == b"hello"
     channel.close()
     # The channel owns the client it built, and closed it.
-    assert wait_until(lambda: redis_server.connected_clients() == before, WAIT)
+    assert wait_until(lambda: server.connected_clients() == before, WAIT)
 
 
 @pytest.mark.parametrize(
@@ -154,7 +157,7 @@ def test_a_list_of_urls_is_a_cluster_built_on_first_use(location, own_channels):
     # Nothing listens on these ports: construction must not connect.
     channel = own_channels(ShardedRedisBroadcastChannel.from_url(location))
     assert channel.is_cluster
-    assert channel._client is None
+    assert channel._lazy_client.client is None
 
 
 def test_one_url_is_a_cluster_seed_with_cluster_true(own_channels):

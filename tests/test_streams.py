@@ -18,10 +18,11 @@ import redis
 
 from broadcast_app import BroadcastChannelError, PublishError
 from broadcast_app.backends.streams import StreamsBroadcastChannel
+from localservers import RedisServer
 
-from .redis_helpers import PROMPTLY, WAIT, subscribe_and_deliver
-from .servers import RedisServer, wait_until
+from .channel_helpers import numbered, subscribe_and_deliver
 from .test_redis_fork import forked
+from .waiting import PROMPTLY, WAIT, holds_for, wait_until
 
 
 @pytest.fixture(params=["streams", "streams-resp2"])
@@ -49,9 +50,26 @@ def refusing_new_connections(server: RedisServer) -> Iterator[None]:
         admin(server).config_set("requirepass", "")
 
 
+def reader_blocked(server: RedisServer) -> bool:
+    """Whether the reader waits in a blocked XREAD (``CLIENT LIST`` flag ``b``)."""
+    return any("b" in entry["flags"] for entry in reader_connections(server))
+
+
 def kill_reader(server: RedisServer) -> None:
     (reader,) = reader_connections(server)
     admin(server).client_kill_filter(_id=reader["id"])
+
+
+@contextmanager
+def reader_away(server: RedisServer) -> Iterator[None]:
+    """Kill the reader's connection and refuse its reconnects inside the block: what is
+    published there is published in its absence. The block ends once a reconnect was
+    refused."""
+    with refusing_new_connections(server):
+        refusals = server.error_replies("NOAUTH")
+        kill_reader(server)
+        yield
+        assert wait_until(lambda: server.error_replies("NOAUTH") > refusals, WAIT)
 
 
 # -- publishing -------------------------------------------------------------------------------
@@ -143,7 +161,9 @@ def test_entries_written_by_other_clients_are_delivered(channel, topic_name, red
     assert got == [b"plain", b"data wins", b"first value"]
 
 
-@pytest.mark.parametrize(("kind", "create"), [("string", "set"), ("hash", "hset"), ("list", "rpush")])
+@pytest.mark.parametrize(
+    ("kind", "create"), [("string", "set"), ("hash", "hset"), ("list", "rpush")]
+)
 def test_a_key_that_is_not_a_stream_fails_its_subscription_at_once(
     channel_factory, redis_server, caplog, kind, create
 ):
@@ -202,27 +222,32 @@ def test_a_client_that_decodes_responses_still_carries_bytes(channel_factory, re
 # -- one reader for everything ----------------------------------------------------------------
 
 
+# These tests count the readers and reads of a server of their own.
+
+
 def test_one_reader_connection_and_thread_for_1000_subscriptions(
-    channel_factory, redis_server, background
+    channel_factory, restartable_redis, background
 ):
-    channel = channel_factory()
+    server = restartable_redis
+    channel = channel_factory(server=server)
     names = [channel_factory.topic_name() for _ in range(100)]
     threads_before = threading.active_count()
-    connections_before = redis_server.connected_clients()
+    connections_before = server.connected_clients()
     with ExitStack() as stack:
         subscribe_and_deliver(stack, channel, names, 1000)
         assert threading.active_count() - threads_before <= 1
-        assert len(reader_connections(redis_server)) == 1
+        assert len(reader_connections(server)) == 1
         # The reader, and one pooled connection for publishing and CLIENT UNBLOCK.
-        assert redis_server.connected_clients() - connections_before <= 2
+        assert server.connected_clients() - connections_before <= 2
 
 
-def test_new_and_left_topics_interrupt_the_blocked_read(channel_factory, redis_server):
+def test_new_and_left_topics_interrupt_the_blocked_read(channel_factory, restartable_redis):
     """The read blocks for the health-check interval; topic changes must not wait for it."""
-    channel = channel_factory(health_check_interval=60)
+    server = restartable_redis
+    channel = channel_factory(server=server, health_check_interval=60)
     first = channel.topic(channel_factory.topic_name())
     with first.subscribe():
-        assert wait_until(lambda: reader_connections(redis_server), WAIT)
+        assert wait_until(lambda: reader_connections(server), WAIT)
         for _ in range(5):
             other = channel.topic(channel_factory.topic_name())
             started = time.monotonic()
@@ -230,40 +255,38 @@ def test_new_and_left_topics_interrupt_the_blocked_read(channel_factory, redis_s
                 assert time.monotonic() - started < PROMPTLY
                 other.publish(b"read at once")
                 assert sub.receive(PROMPTLY) == b"read at once"
-                time.sleep(0.1)  # The reader blocks again.
-                reads = redis_server.command_calls("xread")
+                assert wait_until(lambda: reader_blocked(server), WAIT)  # Reading again.
+                reads = server.command_calls("xread")
             # Leaving re-issues the read without the topic, well before the block ends.
-            assert wait_until(lambda r=reads: redis_server.command_calls("xread") > r, PROMPTLY)
+            assert wait_until(lambda r=reads: server.command_calls("xread") > r, PROMPTLY)
 
 
-def test_closing_the_channel_is_prompt_while_the_reader_blocks(channel_factory, background):
-    channel = channel_factory(health_check_interval=60)
+def test_closing_the_channel_is_prompt_while_the_reader_blocks(
+    channel_factory, restartable_redis, background
+):
+    channel = channel_factory(server=restartable_redis, health_check_interval=60)
     topic = channel.topic(channel_factory.topic_name())
     with topic.subscribe() as sub:
         consumer = background(list, sub)
-        time.sleep(0.1)
+        assert wait_until(lambda: reader_blocked(restartable_redis), WAIT)
         started = time.monotonic()
         channel.close()
         assert time.monotonic() - started < PROMPTLY
         assert consumer.result(PROMPTLY) == []
 
 
-def test_idle_subscriptions_cost_no_reads(channel_factory, redis_server):
-    channel = channel_factory(health_check_interval=60)
+def test_idle_subscriptions_cost_no_reads(channel_factory, restartable_redis):
+    server = restartable_redis
+    channel = channel_factory(server=server, health_check_interval=60)
     with ExitStack() as stack:
         for _ in range(100):
             stack.enter_context(channel.topic(channel_factory.topic_name()).subscribe())
-        time.sleep(0.1)
-        reads = redis_server.command_calls("xread")
-        time.sleep(0.5)
-        assert redis_server.command_calls("xread") == reads
+        assert wait_until(lambda: reader_blocked(server), WAIT)
+        reads = server.command_calls("xread")
+        assert holds_for(lambda: server.command_calls("xread") == reads, 0.5)
 
 
 # -- recovery ---------------------------------------------------------------------------------
-
-
-def numbered(count: int, start: int = 0) -> list[bytes]:
-    return [b"%d" % number for number in range(start, start + count)]
 
 
 def receive_all(sub: Any, count: int) -> list[bytes | None]:
@@ -279,12 +302,9 @@ def test_a_killed_reader_connection_resumes_without_loss(
     with topic.subscribe() as sub:
         topic.publish(b"before")
         assert sub.receive(WAIT) == b"before"
-        with refusing_new_connections(restartable_redis):
-            kill_reader(restartable_redis)
-            # The reader cannot reconnect yet: all of these are published in its absence.
+        with reader_away(restartable_redis):
             for payload in numbered(300):
                 topic.publish(payload)
-            time.sleep(0.3)
         assert receive_all(sub, 300) == numbered(300)
         topic.publish(b"after")
         assert sub.receive(WAIT) == b"after"
@@ -325,12 +345,10 @@ def test_entries_trimmed_while_the_reader_was_away_count_as_a_gap(
     with topic.subscribe() as trimmed, other.subscribe() as untouched:
         topic.publish(b"seen")
         assert trimmed.receive(WAIT) == b"seen"
-        with refusing_new_connections(restartable_redis):
-            kill_reader(restartable_redis)
+        with reader_away(restartable_redis):
             for payload in numbered(500):
                 topic.publish(payload)
             other.publish(b"kept")
-            time.sleep(0.3)
         assert wait_until(lambda: trimmed.gaps == 1, WAIT)
         assert untouched.receive(WAIT) == b"kept"
         assert untouched.gaps == 0

@@ -10,7 +10,7 @@ import pytest
 from broadcast_app import ORIGIN, BroadcastChannelError
 from broadcast_app.backends.cursors import parse_cursor
 
-from .redis_helpers import WAIT
+from .waiting import WAIT
 
 
 @pytest.fixture(params=["streams", "streams-resp2"])
@@ -31,9 +31,7 @@ def test_the_start_cursor_is_unknown_before_the_subscription_starts(channel, top
     assert topic.subscribe(cursor="5-1").cursor == "5-1"
 
 
-def test_a_subscription_joining_a_listened_topic_starts_where_the_topic_is_now(
-    channel, topic_name
-):
+def test_a_subscription_joining_a_listened_topic_starts_where_the_topic_is_now(channel, topic_name):
     topic = channel.topic(topic_name)
     with topic.subscribe() as first:
         for number in range(3):

@@ -19,17 +19,15 @@ from broadcast_app import (
     Message,
     SubscriptionClosedError,
 )
-from broadcast_app.backends import streams
+from broadcast_app.backends import _stream_replay
 from broadcast_app.backends.cursors import parse_cursor
 from broadcast_app.backends.streams import REPLAY_PAGE, StreamsBroadcastChannel
 from broadcast_app.backends.subscription import ChannelSubscription
+from localservers import RedisServer
 
-from .servers import RedisServer, wait_until
+from .channel_helpers import numbered
+from .waiting import PROMPTLY, WAIT, wait_until
 
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly" (the target is well under 100 ms).
-PROMPTLY = 1.0
 MAX = 2**64 - 1
 
 
@@ -38,10 +36,6 @@ def backend(request: pytest.FixtureRequest) -> str:
     """Every test here runs on the Streams backend, over RESP3 and RESP2."""
     name: str = request.param
     return name
-
-
-def numbered(count: int, start: int = 0) -> list[bytes]:
-    return [b"%d" % number for number in range(start, start + count)]
 
 
 def stored_ids(server: RedisServer, key: str, after: str = "0-0") -> list[str]:
@@ -164,7 +158,7 @@ def test_live_messages_dropped_while_the_replay_catches_up_are_read_from_redis(
     topic = channel.topic(channel_factory.topic_name())
     for payload in numbered(10):
         topic.publish(payload)
-    read = streams._History.read
+    read = _stream_replay.StreamHistory.read
     injected = threading.Event()
 
     def read_then_publish(history: Any) -> Any:
@@ -177,7 +171,7 @@ def test_live_messages_dropped_while_the_replay_catches_up_are_read_from_redis(
             assert wait_until(lambda: sub._holding_inbox.held_drops == before + 3, WAIT)
         return page
 
-    monkeypatch.setattr(streams._History, "read", read_then_publish)
+    monkeypatch.setattr(_stream_replay.StreamHistory, "read", read_then_publish)
     with topic.subscribe(cursor="0-0") as sub:
         got = receive_until_quiet(sub, 0.3)
         assert (sub.gaps, sub.dropped) == (0, 0)
@@ -374,16 +368,18 @@ def test_close_during_a_replay_is_prompt(channel, topic_name, redis_server, back
         pipe.xadd(topic_name, {"data": number})
     pipe.execute()
     sub = channel.topic(topic_name).subscribe(cursor="0-0")
+    received: list[bytes | None] = []
 
     def consume() -> float:
         try:
             while True:
-                sub.receive(None)
+                received.append(sub.receive(None))
         except SubscriptionClosedError:
             return time.monotonic()
 
     consumer = background(consume)
-    time.sleep(0.05)
+    # The replay is under way: a first page arrived, many more are to come.
+    assert wait_until(lambda: received, WAIT)
     closed_at = time.monotonic()
     sub.close()
     assert consumer.result() - closed_at < PROMPTLY

@@ -21,22 +21,16 @@ from django.test.client import RequestFactory
 from broadcast_app import get_channel, sse
 from broadcast_app.backends.streams import StreamsBroadcastChannel
 from broadcast_app.views import BroadcastStreamView, EventStreamResponse
+from localservers import RedisServer
 
-from .django_fixtures import Event, SSEParser, WebServer, parse_events
-from .servers import RedisServer, wait_until
-
-STREAMS = "broadcast_app.backends.streams.StreamsBroadcastChannel"
-#: Seconds any single expected thing may take.
-WAIT = 10.0
+from .django_fixtures import Event, SSEParser, WebServer, parse_events, streams_channels
+from .waiting import WAIT, holds_for, wait_until
 
 
 @pytest.fixture(autouse=True)
 def streams_settings(settings: Any, redis_server: RedisServer) -> Any:
     """A Streams channel on the session's Redis ("default"), an in-memory one ("memory")."""
-    settings.BROADCAST_CHANNELS = {
-        "default": {"BACKEND": STREAMS, "LOCATION": redis_server.url},
-        "memory": {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"},
-    }
+    settings.BROADCAST_CHANNELS = streams_channels(redis_server)
     settings.BROADCAST_STREAM_AUTHORIZER = "tests.django_fixtures.allow_public"
     settings.BROADCAST_STREAM_HEARTBEAT = 0.05
     # Restoring the settings afterwards closes these channels and their subscriptions.
@@ -331,18 +325,24 @@ def test_a_replay_that_cannot_read_redis_ends_the_stream(
 # -- behind real servers ---------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def web_redis() -> Iterator[RedisServer]:
+    """The Redis of this module's web servers, theirs alone: its readers are theirs."""
+    with RedisServer() as server:
+        yield server
+
+
 @pytest.fixture(scope="module", params=["runserver", "uvicorn"])
-def streams_server(
-    request: pytest.FixtureRequest, redis_server: RedisServer
-) -> Iterator[WebServer]:
-    """testproject on a Streams channel on the session's Redis, under WSGI and ASGI."""
-    with WebServer(request.param, redis_server, BROADCAST_BACKEND="streams") as server:
+def streams_server(request: pytest.FixtureRequest, web_redis: RedisServer) -> Iterator[WebServer]:
+    """testproject on a Streams channel on ``web_redis``, under WSGI and ASGI."""
+    with WebServer(request.param, web_redis, BROADCAST_BACKEND="streams") as server:
         yield server
 
 
 @pytest.fixture
-def publisher(redis_server: RedisServer) -> Iterator[StreamsBroadcastChannel]:
-    channel = StreamsBroadcastChannel.from_url(redis_server.url)
+def publisher(web_redis: RedisServer) -> Iterator[StreamsBroadcastChannel]:
+    """A channel of this process on ``web_redis``; it only publishes, so it has no reader."""
+    channel = StreamsBroadcastChannel.from_url(web_redis.url)
     yield channel
     channel.close()
 
@@ -369,7 +369,7 @@ def answer(client: httpx.Client, path: str, **options: Any) -> tuple[int, str]:
 
 
 def test_over_http_a_reconnecting_client_gets_exactly_what_it_missed(
-    streams_server: WebServer, redis_server: RedisServer, publisher: StreamsBroadcastChannel
+    streams_server: WebServer, web_redis: RedisServer, publisher: StreamsBroadcastChannel
 ) -> None:
     topic = new_topic()
     channel_topic = publisher.topic(topic)
@@ -379,7 +379,7 @@ def test_over_http_a_reconnecting_client_gets_exactly_what_it_missed(
             for payload in (b"0", b"1"):
                 channel_topic.publish(payload)
             seen = reader.read(chunks, 2)
-        assert seen == messages([b"0", b"1"], stored_ids(redis_server, topic))
+        assert seen == messages([b"0", b"1"], stored_ids(web_redis, topic))
 
         for payload in (b"2", b"3", b"4"):
             channel_topic.publish(payload)
@@ -388,7 +388,7 @@ def test_over_http_a_reconnecting_client_gets_exactly_what_it_missed(
             missed = reader.read(chunks, 3)
             channel_topic.publish(b"5")
             live = reader.read(chunks, 1)
-        ids = stored_ids(redis_server, topic)
+        ids = stored_ids(web_redis, topic)
         assert [*missed, *live] == messages([b"2", b"3", b"4", b"5"], ids[2:])
 
         # A page that starts anew passes the ID it kept in the URL.
@@ -398,17 +398,17 @@ def test_over_http_a_reconnecting_client_gets_exactly_what_it_missed(
 
 
 def test_over_http_a_malformed_last_event_id_is_400_and_never_subscribes(
-    streams_server: WebServer, redis_server: RedisServer
+    streams_server: WebServer, web_redis: RedisServer
 ) -> None:
     topic = new_topic()
     with httpx.Client(base_url=streams_server.url, timeout=WAIT) as client:
         # The server's reader blocks in XREAD while it has a subscription, and only then.
         with http_stream(client, f"/broadcast/{topic}"):
-            assert wait_until(lambda: blocked_readers(redis_server) == 1, WAIT)
-        assert wait_until(lambda: blocked_readers(redis_server) == 0, WAIT)
+            assert wait_until(lambda: blocked_readers(web_redis) == 1, WAIT)
+        assert wait_until(lambda: blocked_readers(web_redis) == 0, WAIT)
 
         by_header = answer(client, f"/broadcast/{topic}", headers={"Last-Event-ID": "1-x"})
         by_query = answer(client, f"/broadcast/{topic}", params={"last_event_id": "1-0-0"})
     assert by_header[0] == by_query[0] == 400
     assert by_header[1].startswith("Cannot resume after that last event ID")
-    assert not wait_until(lambda: blocked_readers(redis_server) > 0, 0.5)
+    assert holds_for(lambda: blocked_readers(web_redis) == 0, 0.5)

@@ -17,17 +17,15 @@ from django.urls import reverse
 
 from broadcast_app import get_channel
 from broadcast_app.views import BroadcastStreamView, EventStreamResponse
+from localservers import RedisServer
 
-from .django_fixtures import Event, SSEParser
-from .servers import RedisServer
-
-MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
+from .django_fixtures import MEMORY, REDIS, Event, SSEParser
 
 
 @pytest.fixture(autouse=True)
 def memory_settings(settings: Any) -> Any:
     """In-memory channels, a permissive authorizer for ``public:`` topics, fast keep-alives."""
-    settings.BROADCAST_CHANNELS = {"default": MEMORY, "other": MEMORY}
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}, "other": {"BACKEND": MEMORY}}
     settings.BROADCAST_STREAM_AUTHORIZER = "tests.django_fixtures.allow_public"
     settings.BROADCAST_STREAM_HEARTBEAT = 0.05
     # Restoring the settings afterwards closes these channels and their subscriptions.
@@ -218,7 +216,7 @@ def test_asgi_disconnect_cancels_the_stream_and_closes_its_subscription() -> Non
 
 
 def test_a_gap_is_announced_before_the_messages_after_it(client: Client, settings: Any) -> None:
-    settings.BROADCAST_CHANNELS = {"default": {**MEMORY, "OPTIONS": {"buffer_size": 2}}}
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY, "OPTIONS": {"buffer_size": 2}}}
     response, reader = stream(client, "/broadcast/public:slow")
     topic = get_channel().topic("public:slow")
     for number in range(5):
@@ -278,7 +276,7 @@ def test_an_unconfirmed_subscription_is_503(
 ) -> None:
     settings.BROADCAST_CHANNELS = {
         "default": {
-            "BACKEND": "broadcast_app.backends.redis.RedisBroadcastChannel",
+            "BACKEND": REDIS,
             "LOCATION": restartable_redis.url,
             "OPTIONS": {"subscribe_timeout": 0.3},
         }

@@ -1,22 +1,32 @@
-"""What the single-server Redis backends share: the client, and the reader connection.
+"""What the Redis backends share: the client, its defaults, and the channel base.
 
-A ``RedisClientChannel`` publishes through the client's connection pool and reads
-through one dedicated connection per process, built from the pool's settings.
+A ``RedisClientChannel`` publishes through its client's connections and reads through
+connections of its own, one per process and server, built from the client's settings.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
-from typing import Any, Self
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, Self, TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from ._connection import SubscriberConnection, subscriber_connection
-from .base import BaseBroadcastChannel, positive_number
+from .base import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_SUBSCRIBE_TIMEOUT,
+    BaseBroadcastChannel,
+    positive_number,
+)
+
+#: The client type of a channel: one server, or (sharded only) a Redis Cluster too.
+ClientT = TypeVar("ClientT", bound=redis.Redis | RedisCluster)
 
 #: Health-check period of the reader connection when the client sets none, in seconds.
 DEFAULT_HEALTH_CHECK_INTERVAL = 30.0
@@ -64,66 +74,161 @@ def client_from_url(url: str, options: Mapping[str, Any]) -> redis.Redis:
     return client
 
 
-class RedisClientChannel(BaseBroadcastChannel):
-    """A channel on one Redis server, reached through a ``redis.Redis`` client.
+def close_client(client: redis.Redis | RedisCluster) -> None:
+    """Close ``client`` and release its connections, a cluster's node pools included."""
+    if isinstance(client, RedisCluster):
+        # Node clients built from a URL do not close their pools themselves.
+        nodes = list(client.nodes_manager.nodes_cache.values())
+        client.close()
+        for node in nodes:
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
+    else:
+        client.close()
 
-    The channel never closes a client it was given. ``prefix`` is prepended to every
-    Redis name the channel derives from a topic. ``health_check_interval`` defaults to
-    the client's, else 30 s: a reader connection silent for that long is probed, and
-    dropped if the answer takes as long again.
+
+class LazyClient(Generic[ClientT]):
+    """A client given, or built by ``build`` on the first ``get()``.
+
+    Thread-safe; a build that fails is tried again by the next ``get()``. It refers to
+    no channel, so reader threads that use it do not keep a dropped channel alive.
+    """
+
+    def __init__(self, client: ClientT | Callable[[], ClientT]) -> None:
+        self._lock = threading.Lock()
+        self._build: Callable[[], ClientT] | None = None
+        #: The client; None until built.
+        self.client: ClientT | None = None
+        if isinstance(client, redis.Redis | RedisCluster):
+            self.client = client
+        else:
+            self._build = client
+
+    def get(self) -> ClientT:
+        """Return the client, building it first if needed (building a ``RedisCluster``
+        discovers the topology: blocking I/O).
+
+        Raises:
+            RedisError, RedisClusterException: the client could not be built.
+        """
+        client = self.client
+        if client is None:
+            with self._lock:
+                if self.client is None:
+                    assert self._build is not None
+                    self.client = self._build()
+                client = self.client
+        return client
+
+
+class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
+    """A channel reached through a redis-py client: the base of every Redis backend.
+
+    ``client`` is the client, or (where a backend accepts one) a function returning it,
+    called on first use. The channel never closes a client it was given, and closes
+    the one ``from_url()`` built. ``prefix`` is prepended to every Redis name the
+    channel derives from a topic. ``health_check_interval`` defaults to the client's,
+    else ``DEFAULT_HEALTH_CHECK_INTERVAL``: a reader connection silent for that long is
+    probed, and dropped if the answer takes as long again.
+
+    Subclasses add keyword-only arguments to ``__init__`` for their own options, and
+    may override ``check_client()`` and ``client_for_url()``.
     """
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: ClientT | Callable[[], ClientT],
         *,
-        buffer_size: int = 1024,
-        subscribe_timeout: float = 10.0,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
         prefix: str = "",
         health_check_interval: float | None = None,
     ) -> None:
-        if not isinstance(client, redis.Redis):
-            raise TypeError(f"client must be a redis.Redis, not {type(client).__name__}.")
+        self._lazy_client = LazyClient(self.check_client(client))
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, not {type(prefix).__name__}.")
         super().__init__(buffer_size=buffer_size, subscribe_timeout=subscribe_timeout)
-        self.client = client
         self.prefix = prefix
-        pool_options = client.connection_pool.connection_kwargs
         if health_check_interval is None:
             health_check_interval = (
-                pool_options.get("health_check_interval") or DEFAULT_HEALTH_CHECK_INTERVAL
+                self._client_options().get("health_check_interval") or DEFAULT_HEALTH_CHECK_INTERVAL
             )
         self.health_check_interval = positive_number("health_check_interval", health_check_interval)
         self._owns_client = False
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Build a channel and its own client from a ``redis://``, ``rediss://`` or
-        ``unix://`` URL.
+    def check_client(cls, client: object) -> ClientT | Callable[[], ClientT]:
+        """Return ``client`` if this channel can use it; this default takes a ``redis.Redis``.
 
-        Options named like this class's keyword arguments go to the channel, the rest
-        to ``redis.Redis.from_url`` over ``CLIENT_DEFAULTS`` and a short retry policy.
-        The channel closes this client when it is closed.
+        Raises:
+            TypeError: ``client`` is of another type.
+        """
+        if not isinstance(client, redis.Redis):
+            raise TypeError(f"client must be a redis.Redis, not {type(client).__name__}.")
+        return cast(ClientT, client)
+
+    @property
+    def client(self) -> ClientT:
+        """The client; built on first use if the channel was given a function.
+
+        Raises:
+            RedisError, RedisClusterException: the function could not build the client.
+        """
+        return self._lazy_client.get()
+
+    def _client_options(self) -> Mapping[str, Any]:
+        """The connection options of a client given (not of one still to be built)."""
+        client = self._lazy_client.client
+        if isinstance(client, redis.Redis):
+            return client.connection_pool.connection_kwargs
+        if isinstance(client, RedisCluster):
+            return client.nodes_manager.connection_kwargs
+        return {}
+
+    @classmethod
+    def channel_option_names(cls) -> frozenset[str]:
+        """The keyword-only arguments of ``__init__``: the channel's own options."""
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return frozenset(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+    @classmethod
+    def from_url(cls, url: str | Sequence[str], **options: Any) -> Self:
+        """Build a channel and its own client from a URL; no I/O.
+
+        Options named like a keyword argument of ``__init__`` go to the channel, the
+        rest to the client (see ``client_for_url()``). The channel closes this client
+        when it is closed.
 
         Raises:
             ValueError: the URL or an option's value is invalid.
             TypeError: an option is unknown.
         """
-        parameters = inspect.signature(cls.__init__).parameters.values()
-        channel_options = {
-            parameter.name: options.pop(parameter.name)
-            for parameter in parameters
-            if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.name in options
-        }
-        client = client_from_url(url, options)
+        names = cls.channel_option_names()
+        channel_options = {name: options.pop(name) for name in names & set(options)}
+        client = cls.client_for_url(url, options)
         try:
             channel = cls(client, **channel_options)
         except BaseException:
-            client.close()
+            if isinstance(client, redis.Redis | RedisCluster):
+                close_client(client)
             raise
         channel._owns_client = True
         return channel
+
+    @classmethod
+    def client_for_url(
+        cls, url: str | Sequence[str], options: dict[str, Any]
+    ) -> ClientT | Callable[[], ClientT]:
+        """Return the client ``from_url()`` passes to the channel; no I/O. This default
+        takes one ``redis://``, ``rediss://`` or ``unix://`` URL: ``client_from_url()``.
+
+        Raises:
+            ValueError: the URL or an option's value is invalid.
+            TypeError: an option is unknown.
+        """
+        if not isinstance(url, str):
+            raise ValueError(f"{cls.__name__} needs one URL, not {url!r}.")
+        return cast(ClientT, client_from_url(url, options))
 
     @classmethod
     def from_settings(
@@ -138,10 +243,16 @@ class RedisClientChannel(BaseBroadcastChannel):
         return cls.from_url(location, **options)
 
     def reader_connection(self) -> SubscriberConnection:
-        """Return a new, unconnected connection for a reader thread to own."""
-        return subscriber_connection(self.client)
+        """Return a new, unconnected connection for a reader thread to own.
+
+        Only for a client of one server: a cluster's router connects to each node.
+        """
+        client = self.client
+        assert isinstance(client, redis.Redis)
+        return subscriber_connection(client)
 
     def close(self) -> None:
         super().close()
-        if self._owns_client:
-            self.client.close()
+        client = self._lazy_client.client
+        if self._owns_client and client is not None:
+            close_client(client)

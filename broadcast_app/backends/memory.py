@@ -6,7 +6,8 @@ reach its subscribers. Publishing delivers synchronously to every local inbox.
 
 from __future__ import annotations
 
-from ..channel import ChannelFeatures, Message
+from ..channel import ChannelFeatures
+from . import _envelope
 from ._hub import Hub, Upstream
 from ._inbox import Latch
 from .base import BaseBroadcastChannel
@@ -39,7 +40,7 @@ class InMemoryBroadcastChannel(BaseBroadcastChannel):
         return _LocalUpstream()
 
     def publish_payload(self, topic: str, payload: bytes) -> None:
-        self.hub.dispatch(topic, Message(payload))
+        self.hub.dispatch(topic, _envelope.decode(payload))
 
     async def apublish_payload(self, topic: str, payload: bytes) -> None:
         self.publish_payload(topic, payload)

@@ -8,6 +8,7 @@ clients interoperate; ``prefix`` opts in to a namespace.
 
 from __future__ import annotations
 
+import redis
 from redis.exceptions import RedisError
 
 from ..exceptions import PublishError
@@ -17,8 +18,8 @@ from ._client import (
     RedisClientChannel,
     default_retry,
 )
+from ._feed_pubsub import PUBSUB_COMMANDS, PubSubCommands, PubSubFeed
 from ._hub import Hub, Upstream
-from ._pubsub import PUBSUB_COMMANDS, PubSubCommands, PubSubFeed
 
 __all__ = [
     "CLIENT_DEFAULTS",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class RedisBroadcastChannel(RedisClientChannel):
+class RedisBroadcastChannel(RedisClientChannel[redis.Redis]):
     """Broadcast over Redis Pub/Sub (``PUBLISH`` / ``SUBSCRIBE``), RESP2 or RESP3.
 
     ``client`` is a ``redis.Redis``; the channel never closes a client it was given.

@@ -11,24 +11,20 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
-from typing import Any, Self
+from typing import Any, Self, cast
 from urllib.parse import urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from ..exceptions import PublishError
-from ._client import CLIENT_DEFAULTS, DEFAULT_HEALTH_CHECK_INTERVAL, client_from_url
-from ._connection import subscriber_connection
+from ._client import CLIENT_DEFAULTS, LazyClient, RedisClientChannel, client_from_url
+from ._feed_shards import CLUSTER_ERRORS, ShardFeed, ShardRouter
 from ._hub import Hub, Upstream
-from ._shards import CLUSTER_ERRORS, LazyCluster, ShardFeed, ShardRouter
-from .base import BaseBroadcastChannel, positive_number
 
 #: Builds a ``RedisCluster`` (whose constructor discovers the topology: I/O).
 ClusterFactory = Callable[[], RedisCluster]
 
-_CHANNEL_OPTIONS = ("buffer_size", "subscribe_timeout", "prefix", "health_check_interval")
 #: Options a ``redis.Redis`` takes besides where to connect.
 _CLIENT_OPTIONS = frozenset(inspect.signature(redis.Redis.__init__).parameters) - {
     "self",
@@ -48,7 +44,7 @@ _CLUSTER_OPTIONS = frozenset(inspect.signature(RedisCluster.__init__).parameters
 }
 
 
-class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
+class ShardedRedisBroadcastChannel(RedisClientChannel[redis.Redis | RedisCluster]):
     """Broadcast over sharded Pub/Sub (``SPUBLISH`` / ``SSUBSCRIBE``), RESP2 or RESP3.
 
     ``client`` is a ``redis.Redis`` (one server), a ``redis.cluster.RedisCluster``, or
@@ -63,96 +59,45 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
     client's retries (``retry=``, default 3, each after a topology refresh) are spent.
     """
 
-    def __init__(
-        self,
-        client: redis.Redis | RedisCluster | ClusterFactory,
-        *,
-        buffer_size: int = 1024,
-        subscribe_timeout: float = 10.0,
-        prefix: str = "",
-        health_check_interval: float | None = None,
-    ) -> None:
-        self._client: redis.Redis | None = None
-        self._cluster: LazyCluster | None = None
-        if isinstance(client, redis.Redis):
-            self._client = client
-        elif isinstance(client, RedisCluster):
-            self._cluster = LazyCluster(client=client)
-        elif callable(client):
-            self._cluster = LazyCluster(build=client)
-        else:
-            raise TypeError(
-                "client must be a redis.Redis, a redis.cluster.RedisCluster or a function "
-                f"returning a RedisCluster, not {type(client).__name__}."
-            )
-        if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}.")
-        super().__init__(buffer_size=buffer_size, subscribe_timeout=subscribe_timeout)
-        self.prefix = prefix
-        self.is_cluster = self._cluster is not None
-        if health_check_interval is None:
-            health_check_interval = (
-                self._client_options().get("health_check_interval") or DEFAULT_HEALTH_CHECK_INTERVAL
-            )
-        self.health_check_interval = positive_number("health_check_interval", health_check_interval)
-        self._owns_client = False
+    @classmethod
+    def check_client(cls, client: object) -> redis.Redis | RedisCluster | ClusterFactory:
+        if isinstance(client, redis.Redis | RedisCluster) or callable(client):
+            return client
+        raise TypeError(
+            "client must be a redis.Redis, a redis.cluster.RedisCluster or a function "
+            f"returning a RedisCluster, not {type(client).__name__}."
+        )
 
     @property
-    def client(self) -> redis.Redis | RedisCluster:
-        """The client; built on first use if the channel was given a function.
-
-        Raises:
-            RedisError, RedisClusterException: the cluster client could not be built.
-        """
-        if self._cluster is not None:
-            return self._cluster.get()
-        assert self._client is not None
-        return self._client
-
-    def _client_options(self) -> Mapping[str, Any]:
-        if self._client is not None:
-            return self._client.connection_pool.connection_kwargs
-        assert self._cluster is not None
-        if self._cluster.client is not None:
-            return self._cluster.client.nodes_manager.connection_kwargs
-        return {}
+    def is_cluster(self) -> bool:
+        """Whether the client is (or will be) a ``RedisCluster`` rather than one server."""
+        return not isinstance(self._lazy_client.client, redis.Redis)
 
     @classmethod
-    def from_url(cls, url: str | Sequence[str], **options: Any) -> Self:
-        """Build a channel and its own client from one URL, or a cluster from seed URLs.
+    def client_for_url(
+        cls, url: str | Sequence[str], options: dict[str, Any]
+    ) -> redis.Redis | ClusterFactory:
+        """One URL, or a cluster from seed URLs; the client connects on first use.
 
         A list of ``redis://`` or ``rediss://`` URLs (one suffices) means a Redis
-        Cluster, as does one URL with ``cluster=True``; the seeds differ only in host
-        and port, and the client connects on first use. A single URL without it means
-        one server (``unix://`` too). Options named like this class's keyword arguments
-        go to the channel, the rest to the client (``redis.Redis`` or ``RedisCluster``)
-        over ``CLIENT_DEFAULTS``; a single server also gets ``default_retry()``. The
-        channel closes this client when it is closed.
+        Cluster, as does one URL with the option ``cluster=True``; the seeds differ
+        only in host and port. A single URL without it means one server (``unix://``
+        too). The client (``redis.Redis`` or ``RedisCluster``) gets the options over
+        ``CLIENT_DEFAULTS``; a single server also gets ``default_retry()``.
 
         Raises:
             ValueError: a URL or an option is invalid.
         """
-        channel_options = {name: options.pop(name) for name in _CHANNEL_OPTIONS if name in options}
         cluster = options.pop("cluster", not isinstance(url, str))
         if not isinstance(cluster, bool):
             raise ValueError(f"cluster must be True or False, not {cluster!r}.")
-        client: redis.Redis | ClusterFactory
         if cluster:
-            client = _cluster_factory([url] if isinstance(url, str) else url, options)
-        elif isinstance(url, str):
-            client = client_from_url(url, options)
-        else:
-            raise ValueError(
-                f"A list of URLs means a Redis Cluster; cluster=False contradicts {url!r}."
-            )
-        try:
-            channel = cls(client, **channel_options)
-        except BaseException:
-            if isinstance(client, redis.Redis):
-                client.close()
-            raise
-        channel._owns_client = True
-        return channel
+            return _cluster_factory([url] if isinstance(url, str) else url, options)
+        if isinstance(url, str):
+            return client_from_url(url, options)
+        raise ValueError(
+            f"A list of URLs means a Redis Cluster; cluster=False contradicts {url!r}."
+        )
 
     @classmethod
     def from_settings(
@@ -166,7 +111,7 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
                 f"a list of Redis Cluster seed URLs, not {location!r}."
             )
         cluster = options.get("cluster", not isinstance(location, str))
-        known = {*_CHANNEL_OPTIONS, "cluster", *_CLIENT_OPTIONS}
+        known = {*cls.channel_option_names(), "cluster", *_CLIENT_OPTIONS}
         if cluster is True:
             known |= _CLUSTER_OPTIONS
         # redis-py keeps unknown options until it connects; name them now.
@@ -179,15 +124,15 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
     def create_upstream(self, hub: Hub) -> Upstream:
         prefix = self.prefix.encode()
         if self.is_cluster:
-            assert self._cluster is not None
             return ShardRouter(
-                hub, self._cluster, prefix=prefix, health_check_interval=self.health_check_interval
+                hub,
+                cast(LazyClient[RedisCluster], self._lazy_client),
+                prefix=prefix,
+                health_check_interval=self.health_check_interval,
             )
-        client = self.client
-        assert isinstance(client, redis.Redis)
         return ShardFeed(
             hub,
-            partial(subscriber_connection, client),
+            self.reader_connection,
             prefix=prefix,
             health_check_interval=self.health_check_interval,
         )
@@ -197,21 +142,6 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
             self.client.spublish(self.prefix + topic, payload)
         except CLUSTER_ERRORS as exc:
             raise PublishError(f"Could not publish to topic {topic!r}: {exc}") from exc
-
-    def close(self) -> None:
-        super().close()
-        client = self._client if self._cluster is None else self._cluster.client
-        if not self._owns_client or client is None:
-            return
-        if isinstance(client, RedisCluster):
-            # Node clients built from a URL do not close their pools themselves.
-            nodes = list(client.nodes_manager.nodes_cache.values())
-            client.close()
-            for node in nodes:
-                if node.redis_connection is not None:
-                    node.redis_connection.connection_pool.disconnect()
-        else:
-            client.close()
 
 
 def _cluster_factory(urls: Sequence[str], options: dict[str, Any]) -> ClusterFactory:

@@ -74,7 +74,7 @@ def subscribe(
         raise CommandError(str(exc)) from exc
 
 
-def positive_int(value: str) -> int:
+def positive_count(value: str) -> int:
     """argparse type: an integer above zero."""
     try:
         number = int(value)

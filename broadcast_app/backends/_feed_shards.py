@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from functools import partial
 
 from redis.cluster import ClusterNode, RedisCluster
@@ -27,10 +26,11 @@ from redis.exceptions import (
 )
 
 from ..exceptions import BroadcastChannelError
+from ._client import LazyClient
 from ._connection import ConnectionFactory, subscriber_connection
+from ._feed_pubsub import SHARDED_COMMANDS, PubSubFeed
 from ._hub import Hub, Upstream
 from ._inbox import Latch
-from ._pubsub import SHARDED_COMMANDS, PubSubFeed
 
 logger = logging.getLogger("broadcast_app")
 
@@ -94,41 +94,6 @@ class ShardFeed(PubSubFeed):
             self._router.disconnected(self, error)
 
 
-class LazyCluster:
-    """A ``RedisCluster`` client, given or built by ``build`` on the first ``get()``.
-
-    Building one discovers the cluster's topology: blocking I/O. Thread-safe; a build
-    that fails is tried again by the next ``get()``. It refers to no channel, so the
-    threads that use it do not keep a dropped channel alive.
-    """
-
-    def __init__(
-        self,
-        *,
-        build: Callable[[], RedisCluster] | None = None,
-        client: RedisCluster | None = None,
-    ) -> None:
-        self._build = build
-        self._lock = threading.Lock()
-        #: The client once built; None before.
-        self.client = client
-
-    def get(self) -> RedisCluster:
-        """Return the client, building it first if needed.
-
-        Raises:
-            RedisError, RedisClusterException: the client could not be built.
-        """
-        client = self.client
-        if client is None:
-            with self._lock:
-                if self.client is None:
-                    assert self._build is not None
-                    self.client = self._build()
-                client = self.client
-        return client
-
-
 class ShardRouter(Upstream):
     """Feeds a hub from the shard channels of a Redis Cluster, one ``ShardFeed`` per primary.
 
@@ -149,7 +114,7 @@ class ShardRouter(Upstream):
     def __init__(
         self,
         hub: Hub,
-        cluster: LazyCluster,
+        cluster: LazyClient[RedisCluster],
         *,
         prefix: bytes,
         health_check_interval: float,

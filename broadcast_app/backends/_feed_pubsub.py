@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from redis.exceptions import RedisError, ResponseError
 
 from ..channel import Message
+from . import _envelope
 from ._connection import (
     ConnectionFactory,
     ConnectionLost,
@@ -70,7 +71,7 @@ class PubSubFeed(ConnectionReader, Upstream):
         *,
         commands: PubSubCommands = PUBSUB_COMMANDS,
         prefix: bytes = b"",
-        health_check_interval: float = 30.0,
+        health_check_interval: float,
         name: str = "redis",
     ) -> None:
         super().__init__(connect, name)
@@ -212,6 +213,7 @@ class PubSubFeed(ConnectionReader, Upstream):
             if connection is None:
                 break
             if outage is not None:
+                self._hub.stats.add(reconnects=1)
                 logger.info(
                     "Reconnected to Redis after %d attempt(s); re-subscribed %d topic(s).",
                     reconnects.failures + 1,
@@ -293,7 +295,7 @@ class PubSubFeed(ConnectionReader, Upstream):
                         and len(response) == 3
                         and response[0] == self._commands.message
                     ):
-                        messages.append((self._topic(response[1]), Message(response[2])))
+                        messages.append((self._topic(response[1]), _envelope.decode(response[2])))
                     else:
                         self._deliver(messages)
                         self._handle(response)
