@@ -20,6 +20,7 @@ from redis.retry import Retry
 from ._connection import SubscriberConnection, subscriber_connection
 from .base import (
     DEFAULT_BUFFER_SIZE,
+    DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_SUBSCRIBE_TIMEOUT,
     BaseBroadcastChannel,
     positive_number,
@@ -141,13 +142,18 @@ class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
         *,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         prefix: str = "",
         health_check_interval: float | None = None,
     ) -> None:
         self._lazy_client = LazyClient(self.check_client(client))
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, not {type(prefix).__name__}.")
-        super().__init__(buffer_size=buffer_size, subscribe_timeout=subscribe_timeout)
+        super().__init__(
+            buffer_size=buffer_size,
+            subscribe_timeout=subscribe_timeout,
+            max_payload_bytes=max_payload_bytes,
+        )
         self.prefix = prefix
         if health_check_interval is None:
             health_check_interval = (

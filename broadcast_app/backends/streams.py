@@ -29,6 +29,7 @@ from ._stream_replay import REPLAY_PAGE, StreamHistory, StreamSubscription
 from ._stream_scripts import APPEND_SCRIPT, PROBE_SCRIPT
 from .base import (
     DEFAULT_BUFFER_SIZE,
+    DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_SUBSCRIBE_TIMEOUT,
     ChannelTopic,
     TopicSubscriber,
@@ -97,6 +98,7 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
         *,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         prefix: str = "",
         health_check_interval: float | None = None,
         retention_seconds: float = DEFAULT_RETENTION_SECONDS,
@@ -106,6 +108,7 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
             client,
             buffer_size=buffer_size,
             subscribe_timeout=subscribe_timeout,
+            max_payload_bytes=max_payload_bytes,
             prefix=prefix,
             health_check_interval=health_check_interval,
         )
