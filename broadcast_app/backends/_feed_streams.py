@@ -22,12 +22,13 @@ from ._connection import (
 )
 from ._hub import Hub, Upstream
 from ._inbox import Latch
-from ._stream_scripts import PROBE_SCRIPT, Probe, payload_of, text
+from ._stream_scripts import PROBE_SCRIPT, Probe, entry_size, page_count, payload_of, text
 from ._wakeup import WakeUp
 
 logger = logging.getLogger("broadcast_app")
 
-#: Entries read from each stream per XREAD.
+#: Most entries read from each stream per XREAD (fewer when entries are large, or many
+#: streams have entries: see ``page_count``).
 READ_COUNT = 512
 #: Streams looked up per probe script call.
 PROBE_BATCH = 512
@@ -80,6 +81,7 @@ class StreamsFeed(ConnectionReader, Upstream):
         prefix: bytes,
         health_check_interval: float,
         retention_seconds: float,
+        max_payload_bytes: int,
         name: str = "streams",
     ) -> None:
         super().__init__(connect, name)
@@ -89,6 +91,11 @@ class StreamsFeed(ConnectionReader, Upstream):
         self._interval = health_check_interval
         self._retention = retention_seconds
         self._topics: dict[str, _StreamReadState] = {}
+        # What sizes each XREAD's COUNT: the largest entry expected (the channel's limit,
+        # or a larger entry another client wrote), and how many streams had entries in
+        # the last reply (all of them, at first).
+        self._largest = max_payload_bytes
+        self._active: int | None = None
         # Listeners wake the reader; it exists while the reader thread runs.
         self._wakeup: WakeUp | None = None
         self._reader_id = 0
@@ -174,6 +181,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                         break
                     connected, attempts = True, reconnects.failures + 1
                     reconnects.connected()
+                    self._active = None  # A backlog may wait in every stream.
                     if resuming:
                         self._hub.stats.add(reconnects=1)
                         self._hub.mark_gap(self._resume(connection))
@@ -320,8 +328,10 @@ class StreamsFeed(ConnectionReader, Upstream):
                 self._idle(connection)
                 continue
             ids = [state.position for state in request.values()]
+            active = len(request) if self._active is None else min(self._active, len(request))
+            count = page_count(self._largest, active, READ_COUNT)
             connection.send_command(
-                "XREAD", "COUNT", READ_COUNT, "BLOCK", block_ms, "STREAMS", *request, *ids,
+                "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", *request, *ids,
                 check_health=False,
             )  # fmt: skip
             try:
@@ -393,6 +403,8 @@ class StreamsFeed(ConnectionReader, Upstream):
                 for entry_id, fields in entries
             )
             read.append((state, entries[-1][0], len(entries)))
+            self._largest = max(self._largest, *(entry_size(fields) for _, fields in entries))
+        self._active = len(read) or None
         self._hub.dispatch_many(messages)
         # Positions move only once their messages are dispatched: a subscription that
         # joins meanwhile starts at the old position, so it receives or can replay

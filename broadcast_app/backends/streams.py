@@ -129,6 +129,7 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
             prefix=self.prefix.encode(),
             health_check_interval=self.health_check_interval,
             retention_seconds=self.retention_seconds,
+            max_payload_bytes=self.max_payload_bytes,
         )
 
     def publish_payload(self, topic: str, payload: bytes) -> None:
@@ -147,7 +148,11 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
         history = None
         if cursor is not None:
             history = StreamHistory(
-                self.client, self._probe, self.prefix + topic, parse_cursor(cursor)
+                self.client,
+                self._probe,
+                self.prefix + topic,
+                parse_cursor(cursor),
+                self.max_payload_bytes,
             )
         return StreamSubscription(
             self.hub,
