@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Generic, Self, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from ._connection import SubscriberConnection, subscriber_connection
+from ._connection import ConnectionFactory, SubscriberConnection, subscriber_connection
 from .base import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -86,6 +87,12 @@ def close_client(client: redis.Redis | RedisCluster) -> None:
                 node.redis_connection.connection_pool.disconnect()
     else:
         client.close()
+
+
+def _server_connection(client: LazyClient[Any]) -> SubscriberConnection:
+    server = client.get()
+    assert isinstance(server, redis.Redis)
+    return subscriber_connection(server)
 
 
 class LazyClient(Generic[ClientT]):
@@ -248,14 +255,14 @@ class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
             )
         return cls.from_url(location, **options)
 
-    def reader_connection(self) -> SubscriberConnection:
-        """Return a new, unconnected connection for a reader thread to own.
+    def reader_connections(self) -> ConnectionFactory:
+        """Return a function making new, unconnected connections for a reader thread to
+        own. It refers to the client, not to the channel: a running reader must not keep
+        a dropped channel alive.
 
         Only for a client of one server: a cluster's router connects to each node.
         """
-        client = self.client
-        assert isinstance(client, redis.Redis)
-        return subscriber_connection(client)
+        return partial(_server_connection, self._lazy_client)
 
     def close(self) -> None:
         super().close()

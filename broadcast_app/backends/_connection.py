@@ -191,6 +191,16 @@ class ConnectionReader:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5.0)
 
+    def abandon(self) -> None:
+        """Make the reader thread end and close its connection, without waiting for it
+        or taking a lock (see ``Upstream.abandon``)."""
+        self._stopping.set()
+        # Read without the lock: a connection made meanwhile sees _stopping and is shut
+        # by the reader itself.
+        for connection in (self._connection, self._connecting):
+            if connection is not None:
+                interrupt(connection)
+
     def _open(self) -> SubscriberConnection | None:
         """Connect; then, with ``_lock`` held, make it the live connection and call
         ``_opened()``. None if the feed is closing."""

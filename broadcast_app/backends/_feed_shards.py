@@ -219,6 +219,12 @@ class ShardRouter(Upstream):
             # Not under _lock: the hub's lock comes first.
             self._hub.refuse(topic)
 
+    def abandon(self) -> None:
+        self._closing.set()
+        self._closed = True
+        for feed in list(self._feeds.values()):
+            feed.abandon()
+
     def close(self) -> None:
         self._closing.set()
         with self._lock:

@@ -39,6 +39,12 @@ class Upstream(Protocol):
         """Release connections and threads. Called once, by ``Hub.close()``."""
         ...
 
+    def abandon(self) -> None:
+        """Make the threads end and release their connections, without blocking and
+        without taking a lock: called by the garbage collector, in any thread, for a
+        channel nobody closed. Called at most once, and never after ``close()``."""
+        ...
+
 
 class _Route:
     """The inboxes of one topic.
@@ -201,6 +207,15 @@ class Hub:
         for topic in topics:
             for inbox in self._routes.get(topic, _NO_ROUTE).inboxes:
                 inbox.mark_gap()
+
+    def abandon(self) -> None:
+        """``close()`` for the garbage collector, which found the channel unreachable (so
+        are its subscriptions): stop the upstream without blocking or taking a lock. The
+        inboxes are garbage already."""
+        if self.closed or os.getpid() != self.pid:
+            return
+        self.closed = True
+        self.upstream.abandon()
 
     def close(self) -> None:
         """Close every inbox and the upstream. Idempotent."""

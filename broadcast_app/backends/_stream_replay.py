@@ -165,11 +165,12 @@ class StreamSubscription(ChannelSubscription, CursorSubscription):
         *,
         history: StreamHistory | None,
         buffer_bytes: int | None = None,
+        owner: object = None,
     ) -> None:
         self._history = history
         self._page: deque[Message] = deque()
         self._cursor = None if history is None else format_cursor(history.after)
-        super().__init__(hub, topic, buffer_size, subscribe_timeout, buffer_bytes)
+        super().__init__(hub, topic, buffer_size, subscribe_timeout, buffer_bytes, owner=owner)
 
     def _create_inbox(self, topic: str, buffer_size: int, buffer_bytes: int | None) -> Inbox:
         self._holding_inbox = HoldingInbox(

@@ -8,6 +8,8 @@ import os
 import re
 import threading
 import types
+import warnings
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Self
@@ -173,13 +175,47 @@ class ChannelTopic(Topic):
         return TopicSubscriber(self)
 
 
+class _HubSlot:
+    """Where a channel keeps its hub: apart from the channel, so that the finalizer of a
+    channel dropped without ``close()`` can reach the hub without keeping the channel."""
+
+    __slots__ = ("hub",)
+
+    def __init__(self) -> None:
+        self.hub: Hub | None = None
+
+
+def _release_abandoned(slot: _HubSlot, owner: str) -> None:
+    hub = slot.hub
+    if hub is None or hub.closed or hub.pid != os.getpid():
+        return
+    warnings.warn(
+        f"{owner} was garbage-collected without close(); its reader is being stopped.",
+        ResourceWarning,
+        stacklevel=1,
+    )
+    hub.abandon()
+
+
 class HubOwner:
-    """Holds the hub of the current process, created on first use and again after a fork."""
+    """Holds the hub of the current process, created on first use and again after a fork.
+
+    A channel garbage-collected without ``close()`` warns with a ``ResourceWarning`` and
+    stops its reader thread, which closes its connection. Its subscriptions, and the
+    topics and views made from it, keep it alive while they are referenced; the hub,
+    its upstream and their threads never refer to it.
+    """
 
     def __init__(self) -> None:
         self._hub_lock = threading.Lock()
-        self._hub: Hub | None = None
+        self._slot = _HubSlot()
         self._stats = ChannelStats()
+        finalizer = weakref.finalize(self, _release_abandoned, self._slot, type(self).__name__)
+        finalizer.atexit = False  # At exit the reader threads (daemons) end with the process.
+
+    @property
+    def _hub(self) -> Hub | None:
+        return self._slot.hub
 
     @abstractmethod
     def create_upstream(self, hub: Hub) -> Upstream:
@@ -191,15 +227,16 @@ class HubOwner:
         if hub is not None and hub.pid == os.getpid():
             return hub
         with self._hub_lock:
-            if self._hub is None or self._hub.pid != os.getpid():
+            hub = self._slot.hub
+            if hub is None or hub.pid != os.getpid():
                 # In a forked child the parent's hub is left alone: its sockets are shared.
-                self._hub = Hub(self.create_upstream, self._stats)
-            return self._hub
+                hub = self._slot.hub = Hub(self.create_upstream, self._stats)
+            return hub
 
     def close(self) -> None:
         """Close every subscription and release connections and threads. Idempotent."""
         with self._hub_lock:
-            hub, self._hub = self._hub, None
+            hub, self._slot.hub = self._slot.hub, None
         if hub is not None:
             hub.close()
 
@@ -302,5 +339,5 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
     ) -> ChannelSubscription:
         """Raises ValueError for an invalid ``buffer_bytes``, before any I/O."""
         return ChannelSubscription(
-            self.hub, topic, self.buffer_size, self.subscribe_timeout, buffer_bytes
+            self.hub, topic, self.buffer_size, self.subscribe_timeout, buffer_bytes, owner=self
         )

@@ -132,7 +132,7 @@ class ShardedRedisBroadcastChannel(RedisClientChannel[redis.Redis | RedisCluster
             )
         return ShardFeed(
             hub,
-            self.reader_connection,
+            self.reader_connections(),
             prefix=prefix,
             health_check_interval=self.health_check_interval,
         )

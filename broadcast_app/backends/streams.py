@@ -124,7 +124,7 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
     def create_upstream(self, hub: Hub) -> Upstream:
         return StreamsFeed(
             hub,
-            self.reader_connection,
+            self.reader_connections(),
             self.client,
             prefix=self.prefix.encode(),
             health_check_interval=self.health_check_interval,
@@ -161,4 +161,5 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
             self.subscribe_timeout,
             history=history,
             buffer_bytes=buffer_bytes,
+            owner=self,
         )

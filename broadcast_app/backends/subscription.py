@@ -61,7 +61,12 @@ class ChannelSubscription(Subscription):
         buffer_size: int,
         subscribe_timeout: float,
         buffer_bytes: int | None = None,
+        *,
+        owner: object = None,
     ) -> None:
+        # The channel: kept alive while its subscriptions are, as dropping it releases
+        # the hub (see ``HubOwner``).
+        self._owner = owner
         self._hub = hub
         self._inbox = self._create_inbox(topic, buffer_size, check_buffer_bytes(buffer_bytes))
         self._subscribe_timeout = subscribe_timeout
