@@ -4,6 +4,7 @@ and so cannot cost the other topics of the reader's shared connection anything."
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,11 +17,16 @@ from broadcast_app.backends.streams import StreamsBroadcastChannel
 
 from .waiting import QUIET, WAIT
 
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
+
 #: Larger than any default, smaller than Redis's hard Pub/Sub output limit (32 MB).
 HUGE = 30 * 1024 * 1024
 
 
-def test_the_limit_is_inclusive_and_checked_before_anything_is_sent(channel_factory):
+def test_the_limit_is_inclusive_and_checked_before_anything_is_sent(
+    channel_factory: ChannelFactory,
+) -> None:
     channel = channel_factory(max_payload_bytes=1000)
     topic = channel.topic(channel_factory.topic_name())
     with topic.subscribe() as sub:
@@ -37,7 +43,7 @@ def test_the_limit_is_inclusive_and_checked_before_anything_is_sent(channel_fact
         assert channel.stats()["messages_published_total"] == 1
 
 
-def test_the_async_publish_checks_the_limit_too(channel_factory):
+def test_the_async_publish_checks_the_limit_too(channel_factory: ChannelFactory) -> None:
     channel = channel_factory(max_payload_bytes=10)
     topic = channel.topic(channel_factory.topic_name())
 
@@ -51,7 +57,9 @@ def test_the_async_publish_checks_the_limit_too(channel_factory):
     asyncio.run(publish_and_receive())
 
 
-def test_a_30_mb_publish_raises_and_costs_the_other_topics_nothing(channel_factory):
+def test_a_30_mb_publish_raises_and_costs_the_other_topics_nothing(
+    channel_factory: ChannelFactory,
+) -> None:
     channel = channel_factory()
     huge, other = (channel.topic(channel_factory.topic_name()) for _ in range(2))
     with huge.subscribe() as huge_sub, other.subscribe() as other_sub:
@@ -66,7 +74,9 @@ def test_a_30_mb_publish_raises_and_costs_the_other_topics_nothing(channel_facto
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "1000", None])
-def test_max_payload_bytes_must_be_a_positive_int(channel_factory, bad):
+def test_max_payload_bytes_must_be_a_positive_int(
+    channel_factory: ChannelFactory, bad: object
+) -> None:
     with pytest.raises(ValueError, match="max_payload_bytes"):
         channel_factory(max_payload_bytes=bad)
 
@@ -81,7 +91,7 @@ def test_max_payload_bytes_must_be_a_positive_int(channel_factory, bad):
         (StreamsBroadcastChannel, "redis://127.0.0.1:1/0"),
     ],
 )
-def test_max_payload_bytes_is_an_option_of_every_backend(backend_class, location):
+def test_max_payload_bytes_is_an_option_of_every_backend(backend_class: Any, location: Any) -> None:
     # Nothing listens there: settings are read without I/O.
     with backend_class.from_settings(location, {"max_payload_bytes": 4096}) as channel:
         assert channel.max_payload_bytes == 4096

@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from broadcast_app import SubscriptionClosedError
+from localservers import RedisServer
 
 from .conftest import BACKENDS
 from .waiting import PROMPTLY, WAIT, blocked
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
 REDIS_BACKENDS = [name for name in BACKENDS if name != "memory"]
 
@@ -62,8 +66,12 @@ STARTS: dict[str, Callable[[Any], None]] = {
 @pytest.mark.parametrize("backend", REDIS_BACKENDS)
 @pytest.mark.parametrize("start", list(STARTS))
 def test_close_wakes_a_consumer_blocked_in_starting(
-    restartable_redis, channel_factory, background, record_property, start
-):
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    background: type[Task],
+    record_property: Callable[[str, object], None],
+    start: str,
+) -> None:
     channel = channel_factory(server=restartable_redis)
     topic = channel.topic(channel_factory.topic_name())
     sub = topic.subscribe()
@@ -88,8 +96,8 @@ def test_close_wakes_a_consumer_blocked_in_starting(
 
 @pytest.mark.parametrize("backend", ["redis-resp3", "sharded", "streams"])
 def test_closing_one_starting_subscription_leaves_the_others_starting(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     channel = channel_factory(server=restartable_redis)
     topic = channel.topic(channel_factory.topic_name())
     closed, kept = topic.subscribe(), topic.subscribe()
@@ -108,7 +116,9 @@ def test_closing_one_starting_subscription_leaves_the_others_starting(
         assert sub.receive(WAIT) == b"confirmed after all"
 
 
-def test_close_an_active_subscription_should_stop_iteration(channel, topic_name, background):
+def test_close_an_active_subscription_should_stop_iteration(
+    channel: Any, topic_name: str, background: type[Task]
+) -> None:
     topic = channel.topic(topic_name)
     sub = topic.subscribe()
     received: list[bytes] = []

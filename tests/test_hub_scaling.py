@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 from broadcast_app.backends.memory import InMemoryBroadcastChannel
 
 from .waiting import WAIT
+
+if TYPE_CHECKING:
+    pass
 
 #: Subscriptions opened and closed in each timed round.
 ROUND = 1000
@@ -39,7 +44,9 @@ def _time_a_round(channel: InMemoryBroadcastChannel, others: int) -> float:
     return elapsed
 
 
-def test_opening_and_closing_one_of_many_subscriptions_is_o_1(record_property):
+def test_opening_and_closing_one_of_many_subscriptions_is_o_1(
+    record_property: Callable[[str, object], None],
+) -> None:
     with InMemoryBroadcastChannel() as channel:
         few = min(_time_a_round(channel, FEW) for _ in range(3))
         many = min(_time_a_round(channel, MANY) for _ in range(3))
@@ -49,7 +56,9 @@ def test_opening_and_closing_one_of_many_subscriptions_is_o_1(record_property):
     assert many < MOST_RATIO * few + 0.05
 
 
-def test_ten_thousand_subscriptions_open_deliver_and_close(record_property):
+def test_ten_thousand_subscriptions_open_deliver_and_close(
+    record_property: Callable[[str, object], None],
+) -> None:
     with InMemoryBroadcastChannel() as channel:
         topic = channel.topic("ten thousand")
         started = time.perf_counter()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,11 +14,15 @@ from broadcast_app.backends.memory import InMemoryBroadcastChannel
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
 from broadcast_app.backends.streams import StreamsBroadcastChannel
+from localservers import LocalCluster, RedisServer
 
-from .channel_helpers import engine_threads
+from .channel_helpers import drop_and_collect, engine_threads
 from .waiting import WAIT, wait_until
 
-CLASSES = {
+if TYPE_CHECKING:
+    pass
+
+CLASSES: dict[str, Any] = {
     "memory": InMemoryBroadcastChannel,
     "redis": RedisBroadcastChannel,
     "sharded": ShardedRedisBroadcastChannel,
@@ -32,15 +36,15 @@ def make(kind: str, url: str) -> Any:
     return CLASSES[kind].from_url(url)
 
 
-def collected_and_closed(server: Any, baseline: int) -> bool:
+def collected_and_closed(server: RedisServer, baseline: int) -> bool:
     gc.collect()  # A reader that ended leaves cyclic garbage holding the client.
     return server.connected_clients() <= baseline
 
 
 @pytest.mark.parametrize("kind", list(CLASSES))
 def test_a_channel_dropped_without_close_warns_and_frees_its_reader(
-    kind, restartable_redis, no_thread_leaks
-):
+    kind: str, restartable_redis: RedisServer, no_thread_leaks: None
+) -> None:
     server = restartable_redis
     before = set(threading.enumerate())
     baseline = server.connected_clients()
@@ -50,16 +54,19 @@ def test_a_channel_dropped_without_close_warns_and_frees_its_reader(
         topic.publish(b"one")
         assert sub.receive(WAIT) == b"one"
     dropped = weakref.ref(channel)
+    held = [channel, topic, sub]
+    del channel, topic, sub
     with pytest.warns(ResourceWarning, match="without close"):
-        del channel, topic, sub
-        gc.collect()
+        drop_and_collect(held)
     assert dropped() is None
     assert wait_until(lambda: not engine_threads(before), WAIT), engine_threads(before)
     assert wait_until(lambda: collected_and_closed(server, baseline), WAIT), server.clients()
 
 
 @pytest.mark.parametrize("kind", list(CLASSES))
-def test_a_referenced_subscription_keeps_its_channel(kind, restartable_redis, no_thread_leaks):
+def test_a_referenced_subscription_keeps_its_channel(
+    kind: str, restartable_redis: RedisServer, no_thread_leaks: None
+) -> None:
     channel = make(kind, restartable_redis.url)
     dropped = weakref.ref(channel)
     sub = channel.topic("kept").subscribe().__enter__()
@@ -77,7 +84,9 @@ def test_a_referenced_subscription_keeps_its_channel(kind, restartable_redis, no
         owner.close()
 
 
-def test_a_closed_channel_is_dropped_quietly(restartable_redis, recwarn):
+def test_a_closed_channel_is_dropped_quietly(
+    restartable_redis: RedisServer, recwarn: pytest.WarningsRecorder
+) -> None:
     channel = RedisBroadcastChannel.from_url(restartable_redis.url)
     with channel.topic("closed").subscribe():
         pass
@@ -87,7 +96,9 @@ def test_a_closed_channel_is_dropped_quietly(restartable_redis, recwarn):
     assert [w for w in recwarn.list if issubclass(w.category, ResourceWarning)] == []
 
 
-def test_a_dropped_cluster_channel_frees_its_shard_readers(redis_cluster, no_thread_leaks):
+def test_a_dropped_cluster_channel_frees_its_shard_readers(
+    redis_cluster: LocalCluster, no_thread_leaks: None
+) -> None:
     before = set(threading.enumerate())
     channel = ShardedRedisBroadcastChannel.from_url(redis_cluster.seed_urls)
     topics = [channel.topic(f"{{tag{number}}}:dropped") for number in range(6)]
@@ -97,8 +108,9 @@ def test_a_dropped_cluster_channel_frees_its_shard_readers(redis_cluster, no_thr
             assert sub.receive(WAIT) == b"one"
     assert engine_threads(before)
     dropped = weakref.ref(channel)
+    held = [channel, topics, topic, sub]
+    del channel, topics, topic, sub
     with pytest.warns(ResourceWarning, match="without close"):
-        del channel, topics, topic, sub
-        gc.collect()
+        drop_and_collect(held)
     assert dropped() is None
     assert wait_until(lambda: not engine_threads(before), WAIT), engine_threads(before)

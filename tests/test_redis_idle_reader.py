@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import pytest
 
+from localservers import RedisServer
+
 from .channel_helpers import engine_threads
 from .waiting import WAIT, holds_for, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
 
 #: How long the reader is watched for attempts to reconnect.
 WATCHED = 1.0
@@ -17,8 +23,10 @@ WATCHED = 1.0
 
 @pytest.mark.parametrize("backend", ["redis-resp3", "sharded", "streams"])
 def test_a_reader_without_topics_stops_instead_of_reconnecting(
-    restartable_redis, channel_factory, caplog
-):
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="broadcast_app")
     before = set(threading.enumerate())
     server = restartable_redis

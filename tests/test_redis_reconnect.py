@@ -4,10 +4,17 @@ server answering again, however long the outage lasted."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
+from localservers import RedisServer
+
 from .waiting import WAIT
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
 
 #: Long enough for an exponential backoff to have grown to seconds.
 OUTAGE = 4.0
@@ -19,8 +26,10 @@ RESUMED_WITHIN = 1.0
     "backend", ["redis-resp2", "redis-resp3", "sharded", "streams", "streams-resp2"]
 )
 def test_a_reader_resumes_soon_after_redis_is_back(
-    restartable_redis, channel_factory, record_property
-):
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    record_property: Callable[[str, object], None],
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     topic = channel.topic(channel_factory.topic_name())

@@ -4,13 +4,18 @@ the channel up: no lock is held and no subscriber's thread is tied to it meanwhi
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
 from broadcast_app.exceptions import BroadcastChannelError, SubscriptionClosedError
+from localservers import RedisServer
 
 from .waiting import PROMPTLY, WAIT, blocked
+
+if TYPE_CHECKING:
+    from .conftest import Task
 
 
 def _expect_closed(sub: object) -> None:
@@ -18,7 +23,9 @@ def _expect_closed(sub: object) -> None:
         sub.__enter__()  # type: ignore[attr-defined]
 
 
-def test_discovery_against_a_frozen_seed_blocks_nothing(restartable_redis, background):
+def test_discovery_against_a_frozen_seed_blocks_nothing(
+    restartable_redis: RedisServer, background: type[Task]
+) -> None:
     channel = ShardedRedisBroadcastChannel.from_url([restartable_redis.url])
     try:
         restartable_redis.pause()
@@ -46,8 +53,8 @@ def test_discovery_against_a_frozen_seed_blocks_nothing(restartable_redis, backg
 
 
 def test_a_failed_discovery_fails_the_waiting_subscriptions_and_is_retried(
-    restartable_redis, background
-):
+    restartable_redis: RedisServer, background: type[Task]
+) -> None:
     # A plain server is no cluster: building the cluster client fails.
     channel = ShardedRedisBroadcastChannel.from_url([restartable_redis.url], subscribe_timeout=5)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -12,6 +13,9 @@ from broadcast_app.backends.cursors import parse_cursor
 
 from .waiting import WAIT
 
+if TYPE_CHECKING:
+    pass
+
 
 @pytest.fixture(params=["streams", "streams-resp2"])
 def backend(request: pytest.FixtureRequest) -> str:
@@ -19,19 +23,23 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
-def test_the_start_cursor_of_a_missing_stream_is_the_origin(channel, topic_name):
+def test_the_start_cursor_of_a_missing_stream_is_the_origin(channel: Any, topic_name: str) -> None:
     with channel.topic(topic_name).subscribe() as sub:
         assert sub.cursor == ORIGIN
 
 
-def test_the_start_cursor_is_unknown_before_the_subscription_starts(channel, topic_name):
+def test_the_start_cursor_is_unknown_before_the_subscription_starts(
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     with pytest.raises(BroadcastChannelError, match="before it starts"):
         _ = topic.subscribe().cursor
     assert topic.subscribe(cursor="5-1").cursor == "5-1"
 
 
-def test_a_subscription_joining_a_listened_topic_starts_where_the_topic_is_now(channel, topic_name):
+def test_a_subscription_joining_a_listened_topic_starts_where_the_topic_is_now(
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as first:
         for number in range(3):
@@ -49,8 +57,8 @@ def test_a_subscription_joining_a_listened_topic_starts_where_the_topic_is_now(c
 
 
 def test_subscriptions_joining_during_traffic_receive_only_what_follows_their_start(
-    channel, topic_name
-):
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     stop = threading.Event()
 

@@ -3,11 +3,17 @@ replies and a replay's XRANGE pages hold no more than PAGE_BYTES of entries."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from broadcast_app.backends import _stream_scripts
+from localservers import RedisServer
 
 from .waiting import WAIT
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
 
 ENTRY = 64 * 1024
 ENTRIES = 40
@@ -31,13 +37,13 @@ def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_stream_scripts, "PAGE_BYTES", PAGE)
 
 
-def add_all(server, key: str) -> None:
+def add_all(server: RedisServer, key: str) -> None:
     server._admin_client().eval(ADD_ALL, 1, key, ENTRY, ENTRIES)
 
 
 def test_the_reader_reads_a_burst_of_large_entries_in_pages(
-    channel_factory, restartable_redis, small_pages
-):
+    channel_factory: ChannelFactory, restartable_redis: RedisServer, small_pages: None
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server, max_payload_bytes=ENTRY)
     name = channel_factory.topic_name()
@@ -50,7 +56,9 @@ def test_the_reader_reads_a_burst_of_large_entries_in_pages(
         assert server.command_calls("xread") - reads >= ENTRIES * ENTRY // PAGE
 
 
-def test_a_replay_reads_large_entries_in_pages(channel_factory, restartable_redis, small_pages):
+def test_a_replay_reads_large_entries_in_pages(
+    channel_factory: ChannelFactory, restartable_redis: RedisServer, small_pages: None
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server, max_payload_bytes=ENTRY)
     name = channel_factory.topic_name()
@@ -63,8 +71,8 @@ def test_a_replay_reads_large_entries_in_pages(channel_factory, restartable_redi
 
 
 def test_small_entries_are_still_read_many_at_a_time(
-    channel_factory, restartable_redis, small_pages
-):
+    channel_factory: ChannelFactory, restartable_redis: RedisServer, small_pages: None
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server, max_payload_bytes=1024)
     name = channel_factory.topic_name()
