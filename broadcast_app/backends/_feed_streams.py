@@ -10,9 +10,8 @@ from typing import Any
 import redis
 from redis.exceptions import RedisError, ResponseError
 
-from ..channel import ORIGIN, Message
+from ..channel import ORIGIN
 from ..exceptions import BroadcastChannelError
-from . import _envelope
 from ._connection import (
     ConnectionFactory,
     ConnectionLost,
@@ -22,36 +21,17 @@ from ._connection import (
 )
 from ._hub import Hub, Upstream
 from ._inbox import Latch
-from ._stream_scripts import PROBE_SCRIPT, Probe, entry_size, page_count, payload_of, text
+from ._stream_reads import ReadPaging, StreamReadState, take_reply
+from ._stream_scripts import PROBE_SCRIPT, Probe, text
 from ._wakeup import WakeUp
 
 logger = logging.getLogger("broadcast_app")
 
-#: Most entries read from each stream per XREAD (fewer when entries are large, or many
-#: streams have entries: see ``page_count``).
-READ_COUNT = 512
 #: Streams looked up per probe script call.
 PROBE_BATCH = 512
 #: Bounds of the pause between two CLIENT UNBLOCK attempts, in seconds: the first may
 #: reach Redis before the XREAD it is meant to end.
 UNBLOCK_RETRY = (0.001, 0.05)
-
-
-class _StreamReadState:
-    """The reader's state for one listened stream: its topic and key, the latch that
-    confirms the topic, and the last ID delivered (or captured)."""
-
-    __slots__ = ("broken", "key", "latch", "position", "seen", "topic")
-
-    def __init__(self, topic: str, key: bytes) -> None:
-        self.topic = topic
-        self.key = key
-        self.latch = Latch()
-        # Written by the reader thread only. Position: None until the stream's last ID is
-        # captured. Seen: entries the stream had up to position, where Redis tells.
-        self.position: bytes | None = None
-        self.seen: int | None = None
-        self.broken = False
 
 
 class StreamsFeed(ConnectionReader, Upstream):
@@ -90,12 +70,8 @@ class StreamsFeed(ConnectionReader, Upstream):
         self._prefix = prefix
         self._interval = health_check_interval
         self._retention = retention_seconds
-        self._topics: dict[str, _StreamReadState] = {}
-        # What sizes each XREAD's COUNT: the largest entry expected (the channel's limit,
-        # or a larger entry another client wrote), and how many streams had entries in
-        # the last reply (all of them, at first).
-        self._largest = max_payload_bytes
-        self._active: int | None = None
+        self._topics: dict[str, StreamReadState] = {}
+        self._paging = ReadPaging(max_payload_bytes)
         # Listeners wake the reader; it exists while the reader thread runs.
         self._wakeup: WakeUp | None = None
         self._reader_id = 0
@@ -109,7 +85,7 @@ class StreamsFeed(ConnectionReader, Upstream):
 
     def listen(self, topic: str) -> Latch:
         with self._lock:
-            state = self._topics[topic] = _StreamReadState(topic, self._prefix + topic.encode())
+            state = self._topics[topic] = StreamReadState(topic, self._prefix + topic.encode())
             if self._thread is None and not self._stopping.is_set():
                 self._wakeup = WakeUp()
                 self._start_reader()
@@ -181,7 +157,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                         break
                     connected, attempts = True, reconnects.failures + 1
                     reconnects.connected()
-                    self._active = None  # A backlog may wait in every stream.
+                    self._paging.active = None  # A backlog may wait in every stream.
                     if resuming:
                         self._hub.stats.add(reconnects=1)
                         self._hub.mark_gap(self._resume(connection))
@@ -303,7 +279,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                 )
                 self._hub.refuse(state.topic)
 
-    def _break(self, state: _StreamReadState, kind: str) -> None:
+    def _break(self, state: StreamReadState, kind: str) -> None:
         state.broken = True
         logger.error(
             "Topic %r cannot be received: the Redis key %r holds a %s, not a stream.",
@@ -328,8 +304,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                 self._idle(connection)
                 continue
             ids = [state.position for state in request.values()]
-            active = len(request) if self._active is None else min(self._active, len(request))
-            count = page_count(self._largest, active, READ_COUNT)
+            count = self._paging.count(len(request))
             connection.send_command(
                 "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", *request, *ids,
                 check_health=False,
@@ -373,7 +348,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                     pause = min(pause * 2, UNBLOCK_RETRY[1])
 
     def _find_broken(
-        self, connection: SubscriberConnection, request: dict[bytes, _StreamReadState]
+        self, connection: SubscriberConnection, request: dict[bytes, StreamReadState]
     ) -> None:
         """After XREAD failed: stop reading keys that are no longer streams."""
         states = list(request.values())
@@ -386,31 +361,19 @@ class StreamsFeed(ConnectionReader, Upstream):
         for state, probe in broken:
             self._break(state, probe.kind)
 
-    def _deliver(self, reply: Any, request: dict[bytes, _StreamReadState]) -> None:
-        messages: list[tuple[str, Message]] = []
-        read: list[tuple[_StreamReadState, bytes, int]] = []
+    def _deliver(self, reply: Any, request: dict[bytes, StreamReadState]) -> None:
         with self._lock:
             # A topic unlistened meanwhile is not delivered; a new listener starts afresh.
             listened = {
                 key for key, state in request.items() if self._topics.get(state.topic) is state
             }
-        for key, entries in reply.items() if isinstance(reply, dict) else reply:
-            state = request.get(key)
-            if state is None or not entries or key not in listened:
-                continue
-            messages.extend(
-                (state.topic, _envelope.decode(payload_of(fields), entry_id.decode()))
-                for entry_id, fields in entries
-            )
-            read.append((state, entries[-1][0], len(entries)))
-            self._largest = max(self._largest, *(entry_size(fields) for _, fields in entries))
-        self._active = len(read) or None
-        self._hub.dispatch_many(messages)
+        batch = take_reply(reply, request, listened, self._paging)
+        self._hub.dispatch_many(batch.messages)
         # Positions move only once their messages are dispatched: a subscription that
         # joins meanwhile starts at the old position, so it receives or can replay
         # every message after its start cursor (see ``confirmation``).
         with self._lock:
-            for state, position, count in read:
+            for state, position, count in batch.advanced:
                 state.position = position
                 if state.seen is not None:
                     state.seen += count
