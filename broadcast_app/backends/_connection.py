@@ -90,13 +90,25 @@ def backoff_delay(attempt: int, cap: float = BACKOFF_CAP) -> float:
     return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
 
 
+def unreachable(error: BaseException | None) -> bool:
+    """Whether a connect failed with ``error`` because no server answered (refused,
+    unroutable or timed out at the socket), not because a server answered with an error."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class Reconnects:
     """When a reader thread should try again. Used by that thread only.
 
-    Failed connects are retried within PROBE_CAP: a refused connection costs the
-    server nothing, and the reader is back soon after the server. Once connections
-    die young several times in a row, retries back off exponentially up to
-    BACKOFF_CAP instead, so that a server that accepts and drops them is not hammered.
+    Connects that reach no server are retried within PROBE_CAP: a refused TCP
+    connection costs the server nothing, and the reader is back soon after the server.
+    A server that answers but refuses (a wrong password, too many clients), and
+    connections that die young several times in a row, are retried with a backoff
+    growing to BACKOFF_CAP instead, so that such a server is not hammered.
     """
 
     def __init__(self) -> None:
@@ -109,11 +121,13 @@ class Reconnects:
         self.failures = 0
         self._connected_at = time.monotonic()
 
-    def after_failed_connect(self) -> float:
-        """Seconds to wait after a connect failed."""
+    def after_failed_connect(self, error: BaseException | None) -> float:
+        """Seconds to wait after a connect failed with ``error``."""
         self.failures += 1
-        cap = BACKOFF_CAP if self._young_deaths >= FLAPPING else PROBE_CAP
-        return backoff_delay(self._young_deaths + self.failures, cap)
+        probing = unreachable(error) and self._young_deaths < FLAPPING
+        return backoff_delay(
+            self._young_deaths + self.failures, PROBE_CAP if probing else BACKOFF_CAP
+        )
 
     def after_lost_connection(self) -> float:
         """Seconds to wait after a live connection was lost."""

@@ -208,7 +208,7 @@ class PubSubFeed(ConnectionReader, Upstream):
                     outage = exc
                     logger.warning("Cannot connect to Redis (%s); retrying.", exc)
                 self._disconnected(exc)
-                self._stopping.wait(reconnects.after_failed_connect())
+                self._stopping.wait(reconnects.after_failed_connect(exc))
                 continue
             if connection is None:
                 break

@@ -188,7 +188,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                 if connected:
                     self._stopping.wait(reconnects.after_lost_connection())
                 else:
-                    self._stopping.wait(reconnects.after_failed_connect())
+                    self._stopping.wait(reconnects.after_failed_connect(failure))
         finally:
             with self._lock:
                 if self._thread is threading.current_thread():
