@@ -23,10 +23,10 @@ class ConnectionLost(RedisError):
     """A feed's connection is unusable (no reply, closed, or the server ended it)."""
 
 
-#: Reconnect delays, in seconds: exponential from BACKOFF_BASE, with jitter, up to
-#: PROBE_CAP while connecting fails (an unreachable server is probed that often, so a
-#: reader is back within about that long once the server is), and up to BACKOFF_CAP
-#: while connections die young (a server that accepts and then drops them).
+#: Reconnect delays, in seconds (see ``Reconnects``): exponential from BACKOFF_BASE, with
+#: jitter, up to PROBE_CAP while no server answers (so a reader is back within about
+#: that long once the server is), and up to BACKOFF_CAP while a server answers with an
+#: error or drops connections as soon as they are made.
 BACKOFF_BASE = 0.05
 PROBE_CAP = 0.2
 BACKOFF_CAP = 5.0
