@@ -191,7 +191,8 @@ def _release_abandoned(slot: _HubSlot, owner: str) -> None:
     if hub is None or hub.closed or hub.pid != os.getpid():
         return
     warnings.warn(
-        f"{owner} was garbage-collected without close(); its reader is being stopped.",
+        f"{owner} was garbage-collected without close(); its reader threads and "
+        "connections are being released.",
         ResourceWarning,
         stacklevel=1,
     )
