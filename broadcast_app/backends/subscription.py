@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import types
@@ -21,8 +22,11 @@ def check_timeout(timeout: float | None) -> None:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}.")
-    if timeout < 0:
-        raise ValueError(f"timeout must not be negative, not {timeout!r}.")
+    if not 0 <= timeout < math.inf:  # nan too: it compares false.
+        raise ValueError(
+            f"timeout must be a finite number of seconds, not negative, or None to wait "
+            f"without end; not {timeout!r}."
+        )
 
 
 def check_buffer_bytes(buffer_bytes: int | None) -> int | None:
