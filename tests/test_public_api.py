@@ -2,8 +2,9 @@
 
 Every exported name, and every public method and property of an exported class, has a
 docstring (its own, or the one it implements from a protocol); so does every public class
-and function of the other public modules. The documentation's examples import only public
-modules, or a backend's module to build a channel by hand.
+and function of the other public modules, and of the backends' modules. The
+documentation's examples import only public modules, or a backend's module to build a
+channel by hand.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _undocumented(cls: type) -> list[str]:
     return [name for name, member in _members(cls) if not inspect.getdoc(member)]
 
 
-@pytest.mark.parametrize("module_name", sorted(PUBLIC_MODULES))
+@pytest.mark.parametrize("module_name", sorted(PUBLIC_MODULES | set(BACKEND_MODULES)))
 def test_every_public_module_documents_what_it_defines(module_name: str) -> None:
     module = importlib.import_module(module_name)
     undocumented = []
