@@ -21,6 +21,7 @@ from typing import Any, Self
 
 import httpx
 import pytest
+from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from broadcast_app import get_channel
@@ -211,7 +212,8 @@ class WebServer(LoggedProcess):
     """``manage.py runserver`` (threaded WSGI) or uvicorn (ASGI) serving testproject.
 
     Environment: REDIS_URL of ``redis`` (Redis channel; else in-memory), the
-    ``tests.django_fixtures.allow_public`` authorizer and a TEST_HEARTBEAT keep-alive.
+    ``tests.django_fixtures.allow_public`` authorizer, a TEST_HEARTBEAT keep-alive, the
+    test-only URLs and this process's SECRET_KEY (sessions and tokens made here are valid).
     """
 
     start_timeout = SERVER_START_TIMEOUT
@@ -224,6 +226,8 @@ class WebServer(LoggedProcess):
             ROOT,
             {
                 "DJANGO_SETTINGS_MODULE": "testproject.settings",
+                "DJANGO_ROOT_URLCONF": "testproject.testing_urls",
+                "DJANGO_SECRET_KEY": settings.SECRET_KEY,
                 "BROADCAST_STREAM_AUTHORIZER": "tests.django_fixtures.allow_public",
                 "BROADCAST_STREAM_HEARTBEAT": str(TEST_HEARTBEAT),
                 "PYTHONUNBUFFERED": "1",
