@@ -89,9 +89,11 @@ class BroadcastCollector:
     """A ``prometheus_client`` collector reading ``channel_stats()`` when scraped."""
 
     def describe(self) -> Iterable[Any]:
+        """The metric families, without figures: what ``register()`` checks for clashes."""
         return self._families({})
 
     def collect(self) -> Iterable[Any]:
+        """The metric families with the current figures, labelled by channel alias."""
         return self._families(channel_stats())
 
     @staticmethod
@@ -156,6 +158,7 @@ class MultiProcessMirror:
                     self._copied[(alias, key)] = value
 
     def start(self) -> None:
+        """Start the copying thread, unless it runs already. Does not block."""
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._run, name="broadcast_app-metrics", daemon=True

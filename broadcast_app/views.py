@@ -94,6 +94,7 @@ class EventStreamResponse(StreamingHttpResponse):
         self.stream = stream
 
     def close(self) -> None:
+        """Close the subscription and uncount the stream; called by Django's handler."""
         try:
             self.subscription.close()
             if self.stream is not None:
@@ -192,6 +193,7 @@ class BroadcastStreamView(View):
         return allowed is True
 
     def get_heartbeat(self) -> float:
+        """Seconds of silence before a keep-alive comment: ``heartbeat``, else the setting."""
         return configured_heartbeat() if self.heartbeat is None else float(self.heartbeat)
 
     def get_stream_options(self) -> StreamOptions:
@@ -253,6 +255,7 @@ class BroadcastStreamView(View):
         return None
 
     def get(self, request: HttpRequest, topic: str, **kwargs: Any) -> HttpResponseBase:
+        """Check the request, subscribe, and stream; see the class for the answers."""
         if not path_is_utf8(request):
             return HttpResponseBadRequest(INVALID_UTF8_MESSAGE, content_type=TEXT)
         try:

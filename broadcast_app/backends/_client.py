@@ -208,11 +208,6 @@ class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
         return {}
 
     @classmethod
-    def channel_option_names(cls) -> frozenset[str]:
-        """The keyword-only arguments of ``__init__``: the channel's own options."""
-        return frozenset(channel_options(cls))
-
-    @classmethod
     def from_url(cls, url: str | Sequence[str], **options: Any) -> Self:
         """Build a channel and its own client from a URL; no I/O.
 
@@ -224,11 +219,10 @@ class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
             ValueError: the URL or an option's value is invalid.
             TypeError: an option is unknown.
         """
-        names = cls.channel_option_names()
-        channel_options = {name: options.pop(name) for name in names & set(options)}
+        own = {name: options.pop(name) for name in channel_options(cls) if name in options}
         client = cls.client_for_url(url, options)
         try:
-            channel = cls(client, **channel_options)
+            channel = cls(client, **own)
         except BaseException:
             if isinstance(client, redis.Redis | RedisCluster):
                 close_client(client)
@@ -261,7 +255,7 @@ class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
                 f"{cls.__name__} needs a LOCATION that is one redis://, rediss:// or unix:// "
                 f"URL, not {location!r}."
             )
-        known = cls.channel_option_names() | CLIENT_OPTIONS
+        known = {*channel_options(cls), *CLIENT_OPTIONS}
         unknown = set(options) - known
         if unknown:
             raise unknown_options_error(cls, unknown, known)

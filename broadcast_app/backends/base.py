@@ -225,6 +225,7 @@ class HubOwner:
 
     @property
     def hub(self) -> Hub:
+        """The hub of this process: built on first use, and again in a forked child."""
         hub = self._hub
         if hub is not None and hub.pid == os.getpid():
             return hub
@@ -243,6 +244,7 @@ class HubOwner:
             hub.close()
 
     def __enter__(self) -> Self:
+        """Return the channel; leaving the context closes it."""
         return self
 
     def __exit__(
@@ -251,6 +253,7 @@ class HubOwner:
         exc_value: BaseException | None,
         traceback: types.TracebackType | None,
     ) -> None:
+        """Close the channel."""
         self.close()
 
 
@@ -338,6 +341,7 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
         name; whoever receives it decodes it with ``_envelope.decode``."""
 
     async def apublish_payload(self, topic: str, payload: bytes) -> None:
+        """Async twin of ``publish_payload()``; this default runs it in a worker thread."""
         await asyncio.to_thread(self.publish_payload, topic, payload)
 
     def open_subscription(

@@ -21,7 +21,12 @@ from ..exceptions import PublishError
 from ._client import CLIENT_DEFAULTS, LazyClient, RedisClientChannel, client_from_url
 from ._feed_shards import CLUSTER_ERRORS, ShardFeed, ShardRouter
 from ._hub import Hub, Upstream
-from ._options import CLIENT_OPTIONS, check_client_options, unknown_options_error
+from ._options import (
+    CLIENT_OPTIONS,
+    channel_options,
+    check_client_options,
+    unknown_options_error,
+)
 
 #: Builds a ``RedisCluster`` (whose constructor discovers the topology: I/O).
 ClusterFactory = Callable[[], RedisCluster]
@@ -104,7 +109,7 @@ class ShardedRedisBroadcastChannel(RedisClientChannel[redis.Redis | RedisCluster
                 f"a list of Redis Cluster seed URLs, not {location!r}."
             )
         cluster = options.get("cluster", not isinstance(location, str))
-        known = {*cls.channel_option_names(), "cluster", *CLIENT_OPTIONS}
+        known = {*channel_options(cls), "cluster", *CLIENT_OPTIONS}
         if cluster is True:
             known |= _CLUSTER_OPTIONS
         # redis-py keeps unknown options until it connects; name them now.
