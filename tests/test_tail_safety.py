@@ -5,6 +5,7 @@ ends the command in time with a reason that keeps the password secret."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from typing import Any
@@ -108,3 +109,24 @@ def test_unreachable_redis_is_named_without_its_password(settings: Any, backend:
     with pytest.raises(CommandError) as raised:
         call_command("tail_topic", "news", stdout=io.StringIO(), stderr=stderr)
     assert_refused(raised, stderr.getvalue(), where)
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_named_events_show_their_name_escaped(settings: Any, output: str) -> None:
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}}
+    thread, stdout, _ = tail_in_thread("news", "--count", "2", "--format", output)
+    assert wait_until(lambda: get_channel().stats()["subscriptions"] == 1, WAIT), (
+        "tail_topic did not subscribe"
+    )
+    topic = get_channel().topic("news")
+    topic.publish(b"\x1b[2J", event="alert\u202e")
+    topic.publish(b"plain")
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    if output == "text":
+        assert stdout.getvalue().splitlines() == ["<alert\\u202e> \\x1b[2J", "plain"]
+    else:
+        first, second = (json.loads(line) for line in stdout.getvalue().splitlines())
+        assert (first["event"], first["payload"]) == ("alert\u202e", "\x1b[2J")
+        assert "event" not in second
+        assert stdout.getvalue().isascii()
