@@ -21,6 +21,7 @@ from typing import Any, Self
 
 import httpx
 import pytest
+import redis
 from django.http import StreamingHttpResponse
 
 from broadcast_app import get_channel
@@ -266,6 +267,14 @@ class WebServer(LoggedProcess):
     def threads(self) -> int:
         """The number of threads of the server process now."""
         return len(os.listdir(f"/proc/{self.pid}/task"))
+
+
+@pytest.fixture
+def redis_publisher(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A redis-py client of the session's Redis: another program, publishing."""
+    client = redis_server.client()
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="module", params=["runserver", "uvicorn"])
