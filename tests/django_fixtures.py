@@ -270,6 +270,16 @@ class WebServer(LoggedProcess):
 
 
 @pytest.fixture
+def memory_stream_settings(settings: Any) -> Any:
+    """In-memory channels ("default", "other"), the ``allow_public`` authorizer and fast
+    keep-alives. Restoring the settings afterwards closes the channels."""
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}, "other": {"BACKEND": MEMORY}}
+    settings.BROADCAST_STREAM_AUTHORIZER = "tests.django_fixtures.allow_public"
+    settings.BROADCAST_STREAM_HEARTBEAT = 0.05
+    return settings
+
+
+@pytest.fixture
 def redis_publisher(redis_server: RedisServer) -> Iterator[redis.Redis]:
     """A redis-py client of the session's Redis: another program, publishing."""
     client = redis_server.client()

@@ -19,18 +19,12 @@ from django.urls import reverse
 from broadcast_app import metrics, tokens
 from broadcast_app.views import BroadcastStreamView
 
-from .django_fixtures import MEMORY, async_chunks
+from .django_fixtures import async_chunks
 
 OLD_KEY = "an-older-secret-key-" + "o" * 40
 
 
-@pytest.fixture(autouse=True)
-def memory_settings(settings: Any) -> Any:
-    """In-memory channels; the authorizer allows only ``public:`` topics."""
-    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}, "other": {"BACKEND": MEMORY}}
-    settings.BROADCAST_STREAM_AUTHORIZER = "tests.django_fixtures.allow_public"
-    settings.BROADCAST_STREAM_HEARTBEAT = 0.05
-    return settings
+pytestmark = pytest.mark.usefixtures("memory_stream_settings")
 
 
 def answer(client: Client, path: str, **extra: Any) -> tuple[int, str]:
