@@ -22,6 +22,7 @@ from typing import Any, Self
 import httpx
 import pytest
 import redis
+from django.conf import settings as django_settings
 from django.http import StreamingHttpResponse
 
 from broadcast_app import get_channel
@@ -212,7 +213,8 @@ class WebServer(LoggedProcess):
     """``manage.py runserver`` (threaded WSGI) or uvicorn (ASGI) serving testproject.
 
     Environment: REDIS_URL of ``redis`` (Redis channel; else in-memory), the
-    ``tests.django_fixtures.allow_public`` authorizer and a TEST_HEARTBEAT keep-alive.
+    ``tests.django_fixtures.allow_public`` authorizer, a TEST_HEARTBEAT keep-alive, the
+    test-only URLs and this process's SECRET_KEY (sessions and tokens made here are valid).
     """
 
     start_timeout = SERVER_START_TIMEOUT
@@ -225,6 +227,8 @@ class WebServer(LoggedProcess):
             ROOT,
             {
                 "DJANGO_SETTINGS_MODULE": "testproject.settings",
+                "DJANGO_ROOT_URLCONF": "testproject.testing_urls",
+                "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
                 "BROADCAST_STREAM_AUTHORIZER": "tests.django_fixtures.allow_public",
                 "BROADCAST_STREAM_HEARTBEAT": str(TEST_HEARTBEAT),
                 "PYTHONUNBUFFERED": "1",
