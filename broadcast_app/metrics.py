@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .conf import channels
+from .streaming import streams
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -73,14 +74,11 @@ METRICS: dict[str, tuple[str, str, str]] = {
     ),
 }
 
-#: ``alias -> open streams``; set by the stream layer.
-open_streams: Callable[[str], int] = lambda alias: 0  # noqa: E731
-
 
 def channel_stats() -> dict[str, dict[str, int]]:
     """``stats()`` of every channel this process has built, with its open streams."""
     return {
-        alias: {**channel.stats(), "streams": open_streams(alias)}
+        alias: {**channel.stats(), "streams": streams.count(alias)}
         for alias, channel in channels.built().items()
     }
 

@@ -40,7 +40,7 @@ from django.http import (
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from . import metrics, sse, tokens
+from . import sse, tokens
 from .channel import CursorTopic, Subscription, Topic
 from .conf import DEFAULT_CHANNEL_ALIAS, Authorizer, get_channel, load_authorizer
 from .conf import stream_authorizer as configured_authorizer
@@ -53,8 +53,6 @@ from .streaming import EventStream, OpenStream, StreamLimitError, StreamOptions,
 from .topic_urls import check_url_topic, decode_path
 
 logger = logging.getLogger("broadcast_app")
-# The metrics read the open streams of each channel from the registry of both paths.
-metrics.open_streams = streams.count
 
 NO_AUTHORIZER_MESSAGE = (
     "Streaming is refused: set BROADCAST_STREAM_AUTHORIZER to the dotted path of a "
