@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.core.checks import run_checks
@@ -19,17 +19,12 @@ from django.urls import reverse
 from broadcast_app import metrics, tokens
 from broadcast_app.views import BroadcastStreamView
 
-MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
+from .django_fixtures import async_chunks
+
 OLD_KEY = "an-older-secret-key-" + "o" * 40
 
 
-@pytest.fixture(autouse=True)
-def memory_settings(settings: Any) -> Any:
-    """In-memory channels; the authorizer allows only ``public:`` topics."""
-    settings.BROADCAST_CHANNELS = {"default": MEMORY, "other": MEMORY}
-    settings.BROADCAST_STREAM_AUTHORIZER = "tests.django_fixtures.allow_public"
-    settings.BROADCAST_STREAM_HEARTBEAT = 0.05
-    return settings
+pytestmark = pytest.mark.usefixtures("memory_stream_settings")
 
 
 def answer(client: Client, path: str, **extra: Any) -> tuple[int, str]:
@@ -132,8 +127,9 @@ def test_token_rules_under_asgi(case: str) -> None:
 
     async def scenario() -> None:
         response = await AsyncClient().get(build())
-        if isinstance(response, StreamingHttpResponse):
-            await cast(AsyncGenerator[bytes], response.streaming_content).aclose()
+        if response.streaming:
+            assert isinstance(response, StreamingHttpResponse)
+            await async_chunks(response).aclose()
             response.close()
         else:
             assert reason in response.content.decode()
@@ -203,8 +199,10 @@ def test_bad_stream_settings_are_check_errors(
     settings: Any, setting: str, value: object, check_id: str
 ) -> None:
     setattr(settings, setting, value)
-    errors = [m for m in run_checks() if (m.id or "").startswith("broadcast_app.E")]
-    assert [m.id for m in errors] == [check_id]
+    errors = [
+        message for message in run_checks() if (message.id or "").startswith("broadcast_app.E")
+    ]
+    assert [message.id for message in errors] == [check_id]
     assert repr(value) in errors[0].msg
 
 
@@ -228,8 +226,13 @@ def test_open_streams_are_counted_per_channel_for_the_metrics(client: Client, rf
     first = client.get("/broadcast/public:x")
     other = BroadcastStreamView.as_view(channel_alias="other")(rf.get("/"), topic="public:x")
     try:
-        assert (metrics.open_streams("default"), metrics.open_streams("other")) == (1, 1)
+        assert open_streams() == (1, 1)
     finally:
         first.close()
         other.close()
-    assert (metrics.open_streams("default"), metrics.open_streams("other")) == (0, 0)
+    assert open_streams() == (0, 0)
+
+
+def open_streams() -> tuple[int, int]:
+    figures = metrics.channel_stats()
+    return figures["default"]["streams"], figures["other"]["streams"]
