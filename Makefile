@@ -43,8 +43,23 @@ $(DEMO_STAMP): $(BIN)/python setup.cfg pyproject.toml
 demo: $(DEMO_STAMP)
 	@bash scripts/demo.sh
 
-bench: $(STAMP) system-deps
-	$(BIN)/python -m bench
+# uvloop and httptools (uvicorn[standard]) for the streams benchmark's comparison of
+# uvicorn with and without them.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet 'uvicorn[standard]'
+	touch $@
+
+# BENCH=engine runs only the engine's figures, BENCH=streams only streams at scale
+# (python -m bench.sse); BENCH_ARGS are passed on (e.g. BENCH_ARGS=--quick).
+BENCH ?= all
+bench: $(BENCH_STAMP) system-deps
+ifneq ($(BENCH),streams)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+endif
+ifneq ($(BENCH),engine)
+	$(BIN)/python -m bench.sse $(BENCH_ARGS)
+endif
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results

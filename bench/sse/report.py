@@ -1,0 +1,226 @@
+"""The streams-at-scale table: the fast path ("ours") beside the Django view ("baseline"),
+with the targets of the fast path."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ..report import Row
+
+#: Targets of the fast path (issue 8).
+MAX_STREAMS_TARGET = 20_000
+THREADS_TARGET = 4
+RSS_KB_TARGET = 12.0
+OPENS_TARGET = 1000.0
+P99_TARGET_MS = 1000.0
+P99_TARGET_N = 10_000
+STALL_RATIO_TARGET = 1.2
+DRAIN_TARGET_S = 2.0
+EXIT_TARGET_S = 5.0
+
+
+def _fmt(value: float | None, digits: int = 0, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def _seconds(value: float | None, limit: float) -> str:
+    return f"> {limit:.0f} s" if value is None else f"{value:.2f} s"
+
+
+def _kb(kib: float) -> float:
+    return kib * 1.024
+
+
+Cell = Callable[[dict[str, Any]], str]
+
+
+def _cell(runs: dict[str, dict[str, Any]], kind: str, cell: Cell, why_missing: str) -> str:
+    figures = runs.get(kind)
+    if figures is None:
+        return why_missing
+    if "error" in figures:
+        return figures["error"]
+    return cell(figures)
+
+
+def _rows_at(
+    n: int, fast: dict[str, Any] | None, view: dict[str, Any] | None, view_missing: str
+) -> list[Row]:
+    runs = {kind: figures for kind, figures in (("fast", fast), ("view", view)) if figures}
+    ok = fast is not None and "error" not in fast
+
+    def row(
+        title: str, cell: Cell, target: str = "", passed: Callable[[], bool] | None = None
+    ) -> Row:
+        ours = _cell(runs, "fast", cell, "not run")
+        baseline = "view " + _cell(runs, "view", cell, view_missing)
+        verdict = (passed() if ok else False) if passed is not None else None
+        return Row(f"N={n:,}: {title}", ours, baseline, "", target, verdict)
+
+    rows = [
+        row(
+            "open all (s; streams/s)",
+            lambda f: f"{f['open']['seconds']:.1f} s; {f['opens_per_s']:,.0f}/s",
+            f">= {OPENS_TARGET:,.0f}/s",
+            lambda: fast is not None and fast["opens_per_s"] >= OPENS_TARGET,
+        ),
+        row(
+            "threads above idle",
+            lambda f: f"{f['threads_above_idle']} (idle {f['threads_idle']})",
+            f"<= {THREADS_TARGET}",
+            lambda: fast is not None and fast["threads_above_idle"] <= THREADS_TARGET,
+        ),
+        row(
+            "RSS per stream (KB)",
+            lambda f: _fmt(_kb(f["rss_kib_per_stream"]), 1),
+            f"<= {RSS_KB_TARGET:.0f} KB",
+            lambda: fast is not None and _kb(fast["rss_kib_per_stream"]) <= RSS_KB_TARGET,
+        ),
+        row("idle CPU (% of a core)", lambda f: _fmt(f["idle_cpu_percent"], 1, "%")),
+        row(
+            "delivery p50 / p99 at 1 msg/s (ms)",
+            lambda f: (
+                f"{_fmt(f['delivery']['p50_ms'])} / {_fmt(f['delivery']['p99_ms'])}"
+                + _lost(f["delivery"])
+            ),
+            f"p99 <= {P99_TARGET_MS:,.0f} ms" if n >= P99_TARGET_N else "",
+            (lambda: fast is not None and _p99_ok(fast["delivery"])) if n >= P99_TARGET_N else None,
+        ),
+    ]
+    if any("release" in figures for figures in runs.values()):
+        rows.append(
+            row(
+                "release after hang-up: subscription / threads (s)",
+                lambda f: (
+                    f"{_seconds(f['release']['subscription_s'], 60)} / "
+                    f"{_seconds(f['release']['threads_s'], 60)}"
+                    if "release" in f
+                    else "(drained instead)"
+                ),
+            )
+        )
+    if any("drain" in figures for figures in runs.values()):
+        rows.append(
+            row(
+                "SIGTERM: all streams ended / process exited",
+                lambda f: (
+                    f"{_seconds(f['drain']['streams_ended_s'], 15)} / "
+                    f"{_seconds(f['drain']['exit_s'], 15)}"
+                    if "drain" in f
+                    else "(released instead)"
+                ),
+                f"<= {DRAIN_TARGET_S:.0f} s / <= {EXIT_TARGET_S:.0f} s",
+                (lambda: fast is not None and _drained(fast)) if fast and "drain" in fast else None,
+            )
+        )
+    return rows
+
+
+def _lost(delivery: dict[str, Any]) -> str:
+    missing = delivery["expected"] - delivery["delivered"]
+    return f" ({missing:,} undelivered)" if missing else ""
+
+
+def _p99_ok(delivery: dict[str, Any]) -> bool:
+    return delivery["delivered"] >= delivery["expected"] and delivery["p99_ms"] <= P99_TARGET_MS
+
+
+def _drained(fast: dict[str, Any]) -> bool:
+    drain = fast["drain"]
+    ended, exited = drain["streams_ended_s"], drain["exit_s"]
+    return (
+        ended is not None
+        and ended <= DRAIN_TARGET_S
+        and exited is not None
+        and exited <= EXIT_TARGET_S
+    )
+
+
+def _stall_rows(stall: dict[str, dict[str, Any]]) -> list[Row]:
+    fast, view = stall.get("fast"), stall.get("view")
+
+    def cell(figures: dict[str, Any] | None) -> str:
+        if figures is None:
+            return "not run"
+        if "error" in figures:
+            return figures["error"]
+        return (
+            f"{_fmt(figures['without']['p99_ms'])} -> {_fmt(figures['with']['p99_ms'])} ms "
+            f"({figures['p99_ratio']:.2f}x){_lost(figures['with'])}"
+        )
+
+    shape = next((f for f in (fast, view) if f and "error" not in f), None)
+    title = "healthy p99 without -> with stalled clients"
+    if shape is not None:
+        title = (
+            f"{shape['healthy']:,} healthy: p99 without -> with {shape['stalled']} stalled "
+            f"({shape['payload_bytes'] // 1024} KB at {shape['rate']:g} msg/s)"
+        )
+    ok = fast is not None and "error" not in fast
+    return [
+        Row(
+            title,
+            cell(fast),
+            "view " + cell(view),
+            "",
+            f"<= {STALL_RATIO_TARGET:.1f}x",
+            ok
+            and fast is not None
+            and fast["p99_ratio"] <= STALL_RATIO_TARGET
+            and fast["with"]["delivered"] >= fast["with"]["expected"],
+        )
+    ]
+
+
+def _flavour_rows(flavours: dict[str, dict[str, Any]]) -> list[Row]:
+    rows = []
+    base = flavours.get("asyncio")
+    for name, figures in flavours.items():
+        if name == "asyncio" or "error" in figures or base is None or "error" in base:
+            continue
+        n = figures["n"]
+        rows.append(
+            Row(
+                f"N={n:,}, fast path on uvicorn[standard] ({name}): opens/s; p99 ms; "
+                "RSS KB/stream; idle CPU",
+                f"{figures['opens_per_s']:,.0f}/s; {_fmt(figures['delivery']['p99_ms'])}; "
+                f"{_kb(figures['rss_kib_per_stream']):.1f}; {figures['idle_cpu_percent']:.1f}%",
+                f"plain uvicorn {base['opens_per_s']:,.0f}/s; {_fmt(base['delivery']['p99_ms'])}; "
+                f"{_kb(base['rss_kib_per_stream']):.1f}; {base['idle_cpu_percent']:.1f}%",
+                f"{figures['opens_per_s'] / base['opens_per_s']:.2f}x opens",
+            )
+        )
+    return rows
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    table: list[Row] = []
+    view_cap = results["view_max"]
+    for n in results["counts"]:
+        fast = results["runs"].get(f"fast-{n}")
+        view = results["runs"].get(f"view-{n}")
+        missing = f"skipped (N > {view_cap:,}, see docs)" if n > view_cap else "not run"
+        table += _rows_at(n, fast, view, missing)
+    largest = max(results["counts"], default=0)
+    if largest >= MAX_STREAMS_TARGET:
+        fast = results["runs"].get(f"fast-{largest}")
+        held = fast is not None and "error" not in fast
+        table.append(
+            Row(
+                f"{MAX_STREAMS_TARGET:,} streams in one process",
+                "held" if held else (fast or {}).get("error", "not run"),
+                "",
+                "",
+                f"{MAX_STREAMS_TARGET:,}",
+                held,
+            )
+        )
+    if results.get("stall"):
+        table += _stall_rows(results["stall"])
+    if results.get("flavours"):
+        table += _flavour_rows(results["flavours"])
+    return table
