@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from tests.servers import RedisServer
+from localservers import RedisServer
 
 from . import closing, environment, fanout, latency, publish, report, resources, sharded, streams
 

@@ -19,10 +19,10 @@ from typing import Any
 import redis
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
-from tests.servers import RedisServer
+from localservers import RedisServer, wait_until
 
 from .naive import POLL_TIMEOUT, NaiveSubscription
-from .stats import percentile, wait_until
+from .stats import percentile
 
 #: Seconds a consumer gets to block in receive() before the close.
 BLOCK_DELAY = 0.02

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tests.servers import RedisServer
+from localservers import RedisServer
 
 #: File descriptors the naive baseline needs at 1,000 subscriptions, with room to spare.
 FDS_NEEDED = 4096

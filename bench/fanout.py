@@ -26,10 +26,10 @@ import redis
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.backends.subscription import ChannelSubscription
-from tests.servers import RedisServer
+from localservers import RedisServer, wait_until
 
 from .naive import NaiveSubscription, close_all
-from .stats import median, spread, wait_until
+from .stats import median, spread
 from .workload import JOIN_TIMEOUT, PAYLOAD, AsyncConsumers, Tally, rotated
 
 PIPELINE_BATCH = 100

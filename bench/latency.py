@@ -21,10 +21,10 @@ from typing import Any
 import redis
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
-from tests.servers import RedisServer
+from localservers import RedisServer, wait_until
 
 from .naive import NaiveSubscription
-from .stats import percentile, wait_until
+from .stats import percentile
 
 PADDING = bytes(56)
 ACK_TIMEOUT = 5.0

@@ -19,11 +19,11 @@ from typing import Any
 import redis
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
-from tests.servers import RedisServer
+from localservers import RedisServer, wait_until
 
 from . import environment
 from .naive import NaiveSubscription, close_all
-from .stats import percentile, wait_until
+from .stats import percentile
 
 NUMSUB_TIMEOUT = 60.0
 

@@ -2,7 +2,7 @@
 
 Both targets use ``ShardedRedisBroadcastChannel``: the single server is the run's private
 redis-server (a ``redis.Redis``), the cluster a private 3-primary, 3-replica
-``tests.cluster.LocalCluster`` started here (a ``RedisCluster``). Topics carry hash tags
+``localservers.LocalCluster`` started here (a ``RedisCluster``). Topics carry hash tags
 spread over the slots, so on the cluster they land on every shard.
 
 - publish: one thread publishing round-robin over the topics, through the channel and
@@ -31,8 +31,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
-from tests.cluster import LocalCluster
-from tests.servers import RedisServer
+from localservers import LocalCluster, RedisServer
 
 from . import publish
 from .stats import median, spread

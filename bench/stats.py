@@ -1,11 +1,10 @@
-"""Small statistics and timing helpers shared by the measurements."""
+"""Small statistics shared by the measurements."""
 
 from __future__ import annotations
 
 import math
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -26,13 +25,3 @@ def spread(values: Sequence[float]) -> float:
     if len(values) < 2:
         return 0.0
     return (max(values) - min(values)) / statistics.median(values)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.005) -> bool:
-    """Poll ``predicate`` until true; False if ``timeout`` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from broadcast_app.backends.cursors import ORIGIN
+from broadcast_app import ORIGIN
 from broadcast_app.backends.streams import REPLAY_PAGE, StreamsBroadcastChannel
 
 from . import publish

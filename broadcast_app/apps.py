@@ -7,7 +7,7 @@ from django.core import checks
 from django.core.signals import setting_changed
 
 from . import checks as broadcast_checks
-from .backends.base import BaseBroadcastChannel
+from .channel import BroadcastChannel
 from .conf import DEFAULT_CHANNEL_ALIAS, get_channel, reset_channels
 
 
@@ -16,7 +16,7 @@ class BroadcastAppConfig(AppConfig):
     verbose_name = "Broadcast channels"
 
     @property
-    def channel(self) -> BaseBroadcastChannel:
+    def channel(self) -> BroadcastChannel:
         """The ``"default"`` channel, built on first use; the same object in every thread."""
         return get_channel(DEFAULT_CHANNEL_ALIAS)
 

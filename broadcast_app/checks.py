@@ -15,9 +15,9 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from .backends.memory import InMemoryBroadcastChannel
 from .conf import (
     DEFAULT_CHANNEL_ALIAS,
+    InvalidChannelBackendError,
     build_channel,
     configured_channels,
     parse_backend,
@@ -26,7 +26,6 @@ from .conf import (
     stream_authorizer,
     stream_heartbeat,
 )
-from .exceptions import InvalidChannelBackendError
 from .views import BroadcastStreamView
 
 TAG = "broadcast_app"
@@ -167,7 +166,7 @@ def check_memory_channel_in_production(
             backend = parse_backend(alias, entry)
         except InvalidChannelBackendError:
             continue  # E001
-        if issubclass(backend, InMemoryBroadcastChannel):
+        if not backend.features.crosses_processes:
             message = MEMORY_MESSAGE.format(alias=alias)
             warnings.append(Warning(message, hint=MEMORY_HINT, id="broadcast_app.W001"))
     return warnings

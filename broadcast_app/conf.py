@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from .backends.base import BaseBroadcastChannel
-from .exceptions import InvalidChannelBackendError
+from .channel import BroadcastChannel
 
 DEFAULT_CHANNEL_ALIAS = "default"
 DEFAULT_BACKEND = "broadcast_app.backends.memory.InMemoryBroadcastChannel"
@@ -26,6 +26,11 @@ DEFAULT_BACKEND = "broadcast_app.backends.memory.InMemoryBroadcastChannel"
 DEFAULT_STREAM_HEARTBEAT = 15.0
 
 _ENTRY_KEYS = frozenset({"BACKEND", "LOCATION", "OPTIONS"})
+
+
+class InvalidChannelBackendError(ImproperlyConfigured):
+    """``BROADCAST_CHANNELS`` names a backend that cannot be used."""
+
 
 #: ``authorizer(request, topic)``: True lets the request stream the topic, anything else
 #: refuses it. May be a coroutine function.
@@ -201,7 +206,7 @@ class ChannelHandler:
 channels = ChannelHandler()
 
 
-def get_channel(alias: str = DEFAULT_CHANNEL_ALIAS) -> BaseBroadcastChannel:
+def get_channel(alias: str = DEFAULT_CHANNEL_ALIAS) -> BroadcastChannel:
     """Return the channel configured under ``alias`` in ``BROADCAST_CHANNELS``.
 
     Built on first use without I/O; the same object for every thread of the process.

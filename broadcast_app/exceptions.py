@@ -1,6 +1,5 @@
-"""Exceptions raised by broadcast_app."""
-
-from django.core.exceptions import ImproperlyConfigured
+"""Exceptions raised by broadcast channels. Imports no Django: settings errors belong
+to ``broadcast_app.conf``."""
 
 
 class BroadcastChannelError(Exception):
@@ -13,7 +12,3 @@ class SubscriptionClosedError(BroadcastChannelError):
 
 class PublishError(BroadcastChannelError):
     """The backend could not accept a message; ``__cause__`` holds the backend's error."""
-
-
-class InvalidChannelBackendError(ImproperlyConfigured):
-    """``BROADCAST_CHANNELS`` names a backend that cannot be used."""

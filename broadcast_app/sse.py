@@ -4,14 +4,18 @@ A payload becomes one event. If the browser's ``EventSource`` can hand it back
 exactly — valid UTF-8 without a carriage return, which ``EventSource`` would turn
 into a line feed — it is a ``message`` event whose ``data`` is the payload's text.
 Any other payload is a ``binary`` event whose ``data`` is the payload in standard
-base64, so nothing is ever altered silently. Either kind may carry an ``id``, which
-the browser sends back as ``Last-Event-ID`` when it reconnects.
+base64, so nothing is ever altered silently. A named event (``send_event``) is an
+event of that name whose ``data`` is its text (UTF-8 by construction; line breaks
+reach the browser as LF). Every kind may carry an ``id``, which the browser sends
+back as ``Last-Event-ID`` when it reconnects.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+
+from .channel import Message
 
 CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
@@ -43,6 +47,14 @@ def event(data: str, name: str | None = None, event_id: str | None = None) -> by
         lines.append(f"id: {field_value(event_id)}")
     lines.extend(f"data: {line}" for line in _LINE_BREAK.split(data))
     return ("\n".join(lines) + "\n\n").encode()
+
+
+def message_event(message: Message) -> bytes:
+    """Frame a delivered message, with its cursor as the ``id``."""
+    if message.event is None:
+        return payload_event(message.payload, message.cursor)
+    text = message.payload.decode("utf-8", "replace")
+    return event(text, message.event, message.cursor)
 
 
 def payload_event(payload: bytes, event_id: str | None = None) -> bytes:

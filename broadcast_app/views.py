@@ -7,7 +7,8 @@ server's request thread under WSGI. The subscription starts before the response 
 returned: once the client has the response headers, every message published
 afterwards reaches it.
 
-On a backend that keeps history (a ``CursorTopic``, e.g. Redis Streams) every
+On a channel that keeps history (``channel.features.keeps_history``, e.g. Redis
+Streams) every
 message event has its cursor as its ``id``, and a request carrying a
 ``Last-Event-ID`` header (or a ``last_event_id`` query parameter) first replays
 what was published after it: a browser that reconnects misses nothing still
@@ -21,8 +22,8 @@ import contextlib
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
 from django.core.handlers.asgi import ASGIRequest
@@ -37,9 +38,7 @@ from django.http import (
 from django.views import View
 
 from . import sse
-from .backends.base import ChannelTopic, validate_topic_name
-from .backends.cursors import CursorSubscription, CursorTopic, StreamMessage
-from .backends.subscription import ChannelSubscription
+from .channel import CursorTopic, Message, Subscription, Topic
 from .conf import DEFAULT_CHANNEL_ALIAS, Authorizer, get_channel, load_authorizer
 from .conf import stream_authorizer as configured_authorizer
 from .conf import stream_heartbeat as configured_heartbeat
@@ -70,7 +69,7 @@ class EventStreamResponse(StreamingHttpResponse):
     def __init__(
         self,
         streaming_content: Iterator[bytes] | AsyncIterator[bytes],
-        subscription: ChannelSubscription,
+        subscription: Subscription,
     ) -> None:
         super().__init__(streaming_content, content_type=sse.CONTENT_TYPE)
         self.subscription = subscription
@@ -93,32 +92,23 @@ class _EventStream:
     backend every message event carries its cursor as its ``id``.
     """
 
-    def __init__(self, subscription: ChannelSubscription) -> None:
+    def __init__(self, subscription: Subscription) -> None:
         self._subscription = subscription
         self._gaps = 0  # Counted from the subscription's start, which may precede the stream's.
         self._chunk: list[bytes] = []
         #: False once the subscription has ended or failed.
         self.live = True
-        self.receive: Callable[[float], bytes | StreamMessage | None]
-        self.areceive: Callable[[float], Awaitable[bytes | StreamMessage | None]]
-        if isinstance(subscription, CursorSubscription):
-            self.receive = subscription.receive_with_cursor
-            self.areceive = subscription.areceive_with_cursor
-        else:
-            self.receive = subscription.receive
-            self.areceive = subscription.areceive
+        self.receive = subscription.receive_message
+        self.areceive = subscription.areceive_message
 
-    def add(self, received: bytes | StreamMessage | None) -> bool:
+    def add(self, received: Message | None) -> bool:
         """Frame what a receive returned (None: it timed out); whether to receive more
         into this chunk."""
         if received is None:
             if not self._chunk:
                 self._append(sse.KEEP_ALIVE)
             return False
-        if isinstance(received, StreamMessage):
-            self._append(sse.payload_event(received.payload, received.cursor))
-        else:
-            self._append(sse.payload_event(received))
+        self._append(sse.message_event(received))
         return len(self._chunk) < MAX_BATCH
 
     def _append(self, frame: bytes) -> None:
@@ -148,9 +138,7 @@ class _EventStream:
             logger.warning("Stopped streaming topic %r: %s", self._subscription.topic, exc)
 
 
-def sync_events(
-    subscription: ChannelSubscription, heartbeat: float, retry: float
-) -> Iterator[bytes]:
+def sync_events(subscription: Subscription, heartbeat: float, retry: float) -> Iterator[bytes]:
     """Yield the SSE body of ``subscription`` until it is closed or the generator is."""
     with subscription:
         stream = _EventStream(subscription)
@@ -165,7 +153,7 @@ def sync_events(
 
 
 async def async_events(
-    subscription: ChannelSubscription, heartbeat: float, retry: float
+    subscription: Subscription, heartbeat: float, retry: float
 ) -> AsyncIterator[bytes]:
     """Async twin of ``sync_events()``; cancellation closes the subscription."""
     async with subscription:
@@ -180,7 +168,7 @@ async def async_events(
                 yield chunk
 
 
-async def _resolve(awaitable: Awaitable[object]) -> object:
+async def _awaited(awaitable: Awaitable[object]) -> object:
     return await awaitable
 
 
@@ -225,7 +213,7 @@ class BroadcastStreamView(View):
         """Ask ``authorizer``, awaiting its answer if it is async; only ``True`` allows."""
         allowed: object = authorizer(request, topic)
         if inspect.isawaitable(allowed):
-            allowed = async_to_sync(_resolve)(allowed)
+            allowed = async_to_sync(_awaited)(allowed)
         return allowed is True
 
     def get_heartbeat(self) -> float:
@@ -241,15 +229,15 @@ class BroadcastStreamView(View):
         """
         return request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or None
 
-    def subscribe(self, request: HttpRequest, topic: ChannelTopic) -> ChannelSubscription:
+    def subscribe(self, request: HttpRequest, topic: Topic) -> Subscription:
         """Return a new, not yet started, subscription to ``topic``; on a cursor-capable
         channel, from the request's last event ID. No I/O.
 
         Raises:
             TypeError, ValueError: the last event ID is not a cursor of the channel.
         """
-        if isinstance(topic, CursorTopic):
-            return topic.subscribe(cursor=self.get_last_event_id(request))
+        if get_channel(self.channel_alias).features.keeps_history:
+            return cast(CursorTopic, topic).subscribe(cursor=self.get_last_event_id(request))
         return topic.subscribe()  # No history, so nothing to resume from.
 
     def get(self, request: HttpRequest, topic: str, **kwargs: Any) -> HttpResponseBase:
@@ -257,14 +245,14 @@ class BroadcastStreamView(View):
         if authorizer is None:
             return HttpResponseForbidden(NO_AUTHORIZER_MESSAGE, content_type=TEXT)
         try:
-            validate_topic_name(topic)
+            channel_topic = get_channel(self.channel_alias).topic(topic)
         except (TypeError, ValueError) as exc:
             return HttpResponseBadRequest(f"{exc}\n", content_type=TEXT)
         if not self.is_authorized(authorizer, request, topic):
             return HttpResponseForbidden(REFUSED_MESSAGE, content_type=TEXT)
         heartbeat = self.get_heartbeat()
         try:
-            subscription = self.subscribe(request, get_channel(self.channel_alias).topic(topic))
+            subscription = self.subscribe(request, channel_topic)
         except (TypeError, ValueError) as exc:
             message = INVALID_LAST_EVENT_ID_MESSAGE.format(error=exc)
             return HttpResponseBadRequest(message, content_type=TEXT)

@@ -18,9 +18,9 @@ from broadcast_app.backends.memory import InMemoryBroadcastChannel
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
 from broadcast_app.backends.streams import StreamsBroadcastChannel
+from localservers import LocalCluster, RedisServer
 
-from .cluster import LocalCluster
-from .servers import RedisServer, wait_until
+from .waiting import wait_until
 
 #: Seconds resources may take to go away once their owner closed them.
 LEAK_GRACE = 2.0

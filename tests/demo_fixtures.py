@@ -15,11 +15,11 @@ from typing import Any, Self
 
 import httpx
 
-from .django_fixtures import ROOT, SSEParser, WebServer
-from .servers import LoggedProcess, RedisServer, Service
+from localservers import LoggedProcess, RedisServer, Service
 
-#: Seconds any single expected thing may take.
-WAIT = 15.0
+from .django_fixtures import ROOT, SSEParser, WebServer
+from .waiting import WAIT
+
 #: Seconds a Celery worker may take to start consuming.
 WORKER_START_TIMEOUT = 30.0
 #: The demo job of the tests: short, yet long enough for several to overlap.

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .servers import LoggedProcess, RedisServer, free_port
+from localservers import LoggedProcess, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds a web server may take to answer its first request.

@@ -1,4 +1,4 @@
-"""Bounds, parametrizations and thread accounting shared by the Redis engine tests."""
+"""Parametrizations, thread accounting and a fan-out check shared by the Redis engine tests."""
 
 from __future__ import annotations
 
@@ -9,11 +9,7 @@ from typing import Any
 
 import pytest
 
-#: Generous bound for a message, a report or a recovery that must happen; it only matters
-#: when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly" (the target is well under 100 ms).
-PROMPTLY = 1.0
+from .waiting import WAIT
 
 both_protocols = pytest.mark.parametrize("backend", ["redis-resp2", "redis-resp3"])
 resp3 = pytest.mark.parametrize("backend", ["redis-resp3"])

@@ -17,10 +17,7 @@ import pytest
 
 from broadcast_app import SubscriptionClosedError
 
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly" (the target is well under 100 ms).
-PROMPTLY = 1.0
+from .waiting import PROMPTLY, WAIT
 
 
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:

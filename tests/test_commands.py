@@ -20,13 +20,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from broadcast_app import get_channel
+from localservers import RedisServer
 
 from .django_fixtures import ROOT
-from .servers import RedisServer, wait_until
+from .waiting import WAIT, wait_until
 
 MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
-#: Seconds a command may take to start, subscribe or print.
-WAIT = 10.0
 
 
 @pytest.fixture(autouse=True)
@@ -225,11 +224,17 @@ def manage(*args: str, redis: RedisServer, **kwargs: Any) -> subprocess.Popen[by
     return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env, **kwargs)
 
 
-@pytest.fixture
-def tail_process(redis_server: RedisServer) -> Iterator[subprocess.Popen[bytes]]:
+@pytest.fixture(params=[signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"])
+def tail_process(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> Iterator[subprocess.Popen[bytes]]:
+    """tail_topic as a process whose SIGINT disposition is set, whatever the test run's
+    own: a background job, nohup and some CI start processes with SIGINT ignored."""
+    disposition = request.param
     process = manage(
         "tail_topic", "cli:demo", "--format", "json",
         redis=redis_server, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, disposition),
     )  # fmt: skip
     yield process
     if process.poll() is None:

@@ -16,13 +16,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from broadcast_app import get_channel
+from localservers import RedisServer
 
 from .django_fixtures import ROOT
-from .servers import RedisServer
+from .waiting import WAIT
 
 STREAMS = "broadcast_app.backends.streams.StreamsBroadcastChannel"
-#: Seconds a command may take to start, replay or print.
-WAIT = 10.0
 
 
 @pytest.fixture(autouse=True)

@@ -14,13 +14,7 @@ from contextlib import ExitStack, closing
 
 import pytest
 
-from .servers import wait_until
-
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly" (the target is well under 100 ms).
-PROMPTLY = 1.0
-
+from .waiting import PROMPTLY, WAIT, wait_until
 
 # -- names and payloads ------------------------------------------------------------------------
 

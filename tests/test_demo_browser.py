@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
-from .demo_fixtures import WAIT, DemoSite
+from .demo_fixtures import (
+    DemoSite,
+)
 from .django_fixtures import ROOT
-from .servers import wait_until
+from .waiting import WAIT, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

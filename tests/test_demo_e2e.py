@@ -14,7 +14,6 @@ import redis
 
 from .demo_fixtures import (
     JOB_STEPS,
-    WAIT,
     DemoSite,
     DemoWebServer,
     EventStream,
@@ -22,7 +21,7 @@ from .demo_fixtures import (
     job_events,
     run_job,
 )
-from .servers import wait_until
+from .waiting import WAIT, wait_until
 
 #: Jobs started at the same time by as many visitors.
 CONCURRENT_JOBS = 8

@@ -19,14 +19,12 @@ from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.exceptions import BroadcastChannelError
 
 from .redis_helpers import (
-    PROMPTLY,
-    WAIT,
     both_protocols,
     engine_threads,
     resp3,
     subscribe_and_deliver,
 )
-from .servers import wait_until
+from .waiting import PROMPTLY, WAIT, wait_until
 
 
 def first_message(subscription: Any) -> bytes:

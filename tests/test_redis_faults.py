@@ -21,8 +21,12 @@ from broadcast_app.exceptions import (
     SubscriptionClosedError,
 )
 
-from .redis_helpers import PROMPTLY, WAIT, both_protocols, engine_threads, resp3
-from .servers import wait_until
+from .redis_helpers import (
+    both_protocols,
+    engine_threads,
+    resp3,
+)
+from .waiting import PROMPTLY, WAIT, wait_until
 
 
 def logged(caplog: pytest.LogCaptureFixture, level: int, text: str) -> bool:

@@ -21,8 +21,10 @@ from typing import Any
 
 import pytest
 
-from .redis_helpers import WAIT, engine_threads
-from .servers import wait_until
+from .redis_helpers import (
+    engine_threads,
+)
+from .waiting import WAIT, wait_until
 
 #: Seconds after which a child that is still running kills itself.
 CHILD_ALARM = 30

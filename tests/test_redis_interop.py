@@ -14,9 +14,12 @@ import pytest
 from redis.client import PubSub
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
+from localservers import RedisServer
 
-from .redis_helpers import WAIT, both_protocols
-from .servers import RedisServer, wait_until
+from .redis_helpers import (
+    both_protocols,
+)
+from .waiting import WAIT, wait_until
 
 #: Every byte value, a NUL at each end and invalid UTF-8.
 BINARY = b"\x00" + bytes(range(256)) + b"\xff\xfe\x00"

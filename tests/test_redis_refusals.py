@@ -12,9 +12,13 @@ import time
 import pytest
 
 from broadcast_app.exceptions import BroadcastChannelError
+from localservers import RedisServer
 
-from .redis_helpers import WAIT, both_protocols, resp3
-from .servers import RedisServer, wait_until
+from .redis_helpers import (
+    both_protocols,
+    resp3,
+)
+from .waiting import WAIT, wait_until
 
 
 def allow_channels(server: RedisServer, pattern: str) -> None:

@@ -15,8 +15,11 @@ import pytest
 
 from broadcast_app.exceptions import SubscriptionClosedError
 
-from .redis_helpers import PROMPTLY, WAIT, both_protocols, resp3
-from .servers import wait_until
+from .redis_helpers import (
+    both_protocols,
+    resp3,
+)
+from .waiting import PROMPTLY, WAIT, wait_until
 
 
 def drop_and_collect(objects: list[Any]) -> None:

@@ -19,11 +19,12 @@ from django.urls import include, path
 from broadcast_app import get_channel
 from broadcast_app.backends.memory import InMemoryBroadcastChannel
 from broadcast_app.backends.redis import RedisBroadcastChannel
-from broadcast_app.exceptions import InvalidChannelBackendError, SubscriptionClosedError
+from broadcast_app.conf import InvalidChannelBackendError
+from broadcast_app.exceptions import SubscriptionClosedError
 from broadcast_app.views import BroadcastStreamView
+from localservers import RedisServer
 
 from .django_fixtures import ROOT, allow_all
-from .servers import RedisServer
 
 MEMORY = "broadcast_app.backends.memory.InMemoryBroadcastChannel"
 REDIS = "broadcast_app.backends.redis.RedisBroadcastChannel"

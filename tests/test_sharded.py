@@ -19,11 +19,10 @@ from django.test import override_settings
 from broadcast_app import BroadcastChannelError, PublishError
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
 from broadcast_app.conf import create_channel
+from localservers import free_port
 
-from .servers import free_port, wait_until
+from .waiting import WAIT, wait_until
 
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
 SHARDED = "broadcast_app.backends.sharded.ShardedRedisBroadcastChannel"
 AUTHORIZER = "tests.django_fixtures.allow_all"
 

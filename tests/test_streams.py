@@ -18,10 +18,13 @@ import redis
 
 from broadcast_app import BroadcastChannelError, PublishError
 from broadcast_app.backends.streams import StreamsBroadcastChannel
+from localservers import RedisServer
 
-from .redis_helpers import PROMPTLY, WAIT, subscribe_and_deliver
-from .servers import RedisServer, wait_until
+from .redis_helpers import (
+    subscribe_and_deliver,
+)
 from .test_redis_fork import forked
+from .waiting import PROMPTLY, WAIT, wait_until
 
 
 @pytest.fixture(params=["streams", "streams-resp2"])

@@ -12,23 +12,21 @@ from typing import Any
 
 import pytest
 
-from broadcast_app import BroadcastChannelError, SubscriptionClosedError
-from broadcast_app.backends import streams
-from broadcast_app.backends.cursors import (
+from broadcast_app import (
+    BroadcastChannelError,
     CursorSubscription,
     CursorTopic,
-    StreamMessage,
-    parse_cursor,
+    Message,
+    SubscriptionClosedError,
 )
+from broadcast_app.backends import _stream_replay
+from broadcast_app.backends.cursors import parse_cursor
 from broadcast_app.backends.streams import REPLAY_PAGE, StreamsBroadcastChannel
 from broadcast_app.backends.subscription import ChannelSubscription
+from localservers import RedisServer
 
-from .servers import RedisServer, wait_until
+from .waiting import PROMPTLY, WAIT, wait_until
 
-#: Generous bound for a message that must arrive; it only matters when a test fails.
-WAIT = 5.0
-#: Generous bound for "promptly" (the target is well under 100 ms).
-PROMPTLY = 1.0
 MAX = 2**64 - 1
 
 
@@ -52,14 +50,14 @@ def stored_ids(server: RedisServer, key: str, after: str = "0-0") -> list[str]:
     return ids
 
 
-def receive_until_quiet(sub: Any, quiet: float = 0.5) -> list[StreamMessage]:
+def receive_until_quiet(sub: Any, quiet: float = 0.5) -> list[Message]:
     got = []
     while (message := sub.receive_with_cursor(quiet)) is not None:
         got.append(message)
     return got
 
 
-def assert_strictly_increasing(messages: list[StreamMessage]) -> None:
+def assert_strictly_increasing(messages: list[Message]) -> None:
     positions = [parse_cursor(message.cursor) for message in messages]
     assert all(a < b for a, b in itertools.pairwise(positions)), positions
 
@@ -132,7 +130,7 @@ def test_concurrent_publishers_during_a_long_replay_leave_no_seam(
 
     with topic.subscribe() as already_listening, topic.subscribe(cursor=cursor) as sub:
         publishers = [background(publish, publisher) for publisher in range(3)]
-        got: list[StreamMessage] = []
+        got: list[Message] = []
         try:
             while len(got) < 3 * REPLAY_PAGE:
                 message = sub.receive_with_cursor(WAIT)
@@ -163,7 +161,7 @@ def test_live_messages_dropped_while_the_replay_catches_up_are_read_from_redis(
     topic = channel.topic(channel_factory.topic_name())
     for payload in numbered(10):
         topic.publish(payload)
-    read = streams._History.read
+    read = _stream_replay.StreamHistory.read
     injected = threading.Event()
 
     def read_then_publish(history: Any) -> Any:
@@ -176,7 +174,7 @@ def test_live_messages_dropped_while_the_replay_catches_up_are_read_from_redis(
             assert wait_until(lambda: sub._holding_inbox.held_drops == before + 3, WAIT)
         return page
 
-    monkeypatch.setattr(streams._History, "read", read_then_publish)
+    monkeypatch.setattr(_stream_replay.StreamHistory, "read", read_then_publish)
     with topic.subscribe(cursor="0-0") as sub:
         got = receive_until_quiet(sub, 0.3)
         assert (sub.gaps, sub.dropped) == (0, 0)
@@ -194,7 +192,7 @@ def test_live_messages_the_replay_got_first_are_not_repeated(channel, topic_name
         hub = channel.hub
         dispatch_many, gate, held = hub.dispatch_many, threading.Event(), threading.Event()
 
-        def lagging_dispatch(messages: Iterable[tuple[str, StreamMessage]]) -> None:
+        def lagging_dispatch(messages: Iterable[tuple[str, Message]]) -> None:
             messages = list(messages)
             held.set()
             gate.wait(WAIT)
@@ -236,7 +234,7 @@ def test_async_replay_then_live(channel, topic_name):
     for payload in numbered(REPLAY_PAGE + 5):
         topic.publish(payload)
 
-    async def main() -> tuple[list[StreamMessage | None], list[bytes]]:
+    async def main() -> tuple[list[Message | None], list[bytes]]:
         async with topic.subscribe(cursor="0-0") as sub:
             first = [await sub.areceive_with_cursor(WAIT) for _ in range(REPLAY_PAGE)]
             await topic.apublish(b"live")
@@ -339,8 +337,8 @@ def test_stream_message_is_a_small_frozen_value(channel, topic_name):
     parse_cursor(message.cursor)
     with pytest.raises(dataclasses.FrozenInstanceError):
         message.payload = b"changed"  # type: ignore[misc]
-    assert message == StreamMessage(b"payload", message.cursor)
-    assert hash(message) == hash(StreamMessage(b"payload", message.cursor))
+    assert message == Message(b"payload", message.cursor)
+    assert hash(message) == hash(Message(b"payload", message.cursor))
 
 
 def test_the_types_tell_cursor_capable_topics_apart(channel, topic_name):
@@ -354,7 +352,7 @@ def test_the_types_tell_cursor_capable_topics_apart(channel, topic_name):
 
 @pytest.mark.parametrize("timeout", [0.05, 0.3])
 def test_receive_with_cursor_returns_none_after_the_timeout(channel, topic_name, timeout):
-    async def areceive(sub: Any) -> StreamMessage | None:
+    async def areceive(sub: Any) -> Message | None:
         return await sub.areceive_with_cursor(timeout)  # type: ignore[no-any-return]
 
     with channel.topic(topic_name).subscribe(cursor="0-0") as sub:

@@ -21,13 +21,12 @@ from django.test.client import RequestFactory
 from broadcast_app import get_channel, sse
 from broadcast_app.backends.streams import StreamsBroadcastChannel
 from broadcast_app.views import BroadcastStreamView, EventStreamResponse
+from localservers import RedisServer
 
 from .django_fixtures import Event, SSEParser, WebServer, parse_events
-from .servers import RedisServer, wait_until
+from .waiting import WAIT, wait_until
 
 STREAMS = "broadcast_app.backends.streams.StreamsBroadcastChannel"
-#: Seconds any single expected thing may take.
-WAIT = 10.0
 
 
 @pytest.fixture(autouse=True)

@@ -17,9 +17,9 @@ from django.urls import reverse
 
 from broadcast_app import get_channel
 from broadcast_app.views import BroadcastStreamView, EventStreamResponse
+from localservers import RedisServer
 
 from .django_fixtures import Event, SSEParser
-from .servers import RedisServer
 
 MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
 

@@ -14,13 +14,13 @@ import httpx
 import pytest
 import redis
 
+from localservers import RedisServer
+
 from .django_fixtures import TEST_HEARTBEAT, Event, SSEParser, WebServer, web_server
-from .servers import RedisServer, wait_until
+from .waiting import WAIT, wait_until
 
 __all__ = ["web_server"]  # A fixture, used by the tests below.
 
-#: Seconds any single expected thing may take over HTTP.
-WAIT = 10.0
 #: Concurrent streams of the many-clients test.
 CLIENTS = 200
 

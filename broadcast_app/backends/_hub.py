@@ -7,12 +7,11 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol
 
+from ..channel import Message
 from ..exceptions import BroadcastChannelError
 from ._inbox import Inbox, Latch, wake_all
-
-T = TypeVar("T")
 
 
 class Upstream(Protocol):
@@ -40,8 +39,8 @@ class Upstream(Protocol):
         ...
 
 
-class Hub(Generic[T]):
-    """Routes items from one upstream to the inboxes of local subscriptions, by topic.
+class Hub:
+    """Routes messages from one upstream to the inboxes of local subscriptions, by topic.
 
     Thread-safe. ``dispatch`` reads an immutable snapshot and takes no lock, so a
     reader thread never waits on subscribers joining or leaving. A hub belongs to the
@@ -49,12 +48,12 @@ class Hub(Generic[T]):
     never writes to a socket it shares with its parent.
     """
 
-    def __init__(self, upstream_factory: Callable[[Hub[T]], Upstream]) -> None:
+    def __init__(self, upstream_factory: Callable[[Hub], Upstream]) -> None:
         self.pid = os.getpid()
         self.closed = False
         self._lock = threading.Lock()
-        self._routes: dict[str, tuple[Inbox[T], ...]] = {}
-        self._orphans: deque[Inbox[T]] = deque()
+        self._routes: dict[str, tuple[Inbox, ...]] = {}
+        self._orphans: deque[Inbox] = deque()
         self.upstream = upstream_factory(self)
 
     @contextmanager
@@ -68,7 +67,7 @@ class Hub(Generic[T]):
         while self._orphans:
             self._remove(self._orphans.popleft())
 
-    def _remove(self, inbox: Inbox[T]) -> None:
+    def _remove(self, inbox: Inbox) -> None:
         inboxes = self._routes.get(inbox.topic, ())
         if inbox not in inboxes:
             return
@@ -79,7 +78,7 @@ class Hub(Generic[T]):
             del self._routes[inbox.topic]
             self.upstream.unlisten(inbox.topic)
 
-    def join(self, inbox: Inbox[T]) -> Latch:
+    def join(self, inbox: Inbox) -> Latch:
         """Route the inbox's topic to it; return the latch of the upstream confirmation.
 
         Raises:
@@ -97,14 +96,14 @@ class Hub(Generic[T]):
                 self._routes[inbox.topic] = (*inboxes, inbox)
         return latch
 
-    def leave(self, inbox: Inbox[T]) -> None:
+    def leave(self, inbox: Inbox) -> None:
         """Stop routing to ``inbox``; unlisten its topic if it was the last one."""
         if os.getpid() != self.pid:
             return
         with self._locked():
             self._remove(inbox)
 
-    def release(self, inbox: Inbox[T]) -> None:
+    def release(self, inbox: Inbox) -> None:
         """``leave()`` for garbage collection: never blocks, and may run in any thread.
 
         If the lock is busy (possibly held by the very thread the collector interrupted),
@@ -130,15 +129,15 @@ class Hub(Generic[T]):
             inbox.close()
         return len(inboxes)
 
-    def dispatch(self, topic: str, item: T) -> None:
+    def dispatch(self, topic: str, item: Message) -> None:
         """Deliver ``item`` to every inbox of ``topic``. Never blocks."""
         self.dispatch_many(((topic, item),))
 
-    def dispatch_many(self, messages: Iterable[tuple[str, T]]) -> None:
+    def dispatch_many(self, messages: Iterable[tuple[str, Message]]) -> None:
         """Deliver ``(topic, item)`` pairs in order, then wake each waiting consumer
         once: a consumer of a busy topic drains a batch per wake-up. Never blocks."""
         routes = self._routes
-        waiting: dict[Inbox[T], None] = {}
+        waiting: dict[Inbox, None] = {}
         for topic, item in messages:
             for inbox in routes.get(topic, ()):
                 if inbox.push(item):

@@ -14,13 +14,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Generic, TypeVar
 
+from ..channel import Message
 from ..exceptions import SubscriptionClosedError
 
 logger = logging.getLogger("broadcast_app")
-
-T = TypeVar("T")
 
 #: Seconds between two overflow warnings of the same inbox.
 DROP_LOG_INTERVAL = 10.0
@@ -41,7 +39,7 @@ def _wake(waiter: _AsyncWaiter) -> None:
         loop.call_soon_threadsafe(_resolve, future)
 
 
-def wake_all(inboxes: Iterable[Inbox[T]]) -> None:
+def wake_all(inboxes: Iterable[Inbox]) -> None:
     """Wake the consumers of ``inboxes``: threads one by one, asyncio tasks with one
     call per event loop (each such call writes to the loop's self-pipe)."""
     futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
@@ -60,23 +58,27 @@ def _remaining(deadline: float | None) -> float | None:
 
 class Latch:
     """A one-shot flag: ``set()`` or ``fail()`` from any thread; ``wait()`` or
-    ``await wait_async()``. After ``fail(error)``, ``error`` says why."""
+    ``await wait_async()``. After ``set(value)``, ``value`` holds what the setter
+    learned (e.g. a start position); after ``fail(error)``, ``error`` says why."""
 
-    __slots__ = ("_event", "_lock", "_waiters", "error")
+    __slots__ = ("_event", "_lock", "_waiters", "error", "value")
 
     def __init__(self, *, is_set: bool = False) -> None:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._waiters: list[_AsyncWaiter] = []
         self.error: BaseException | None = None
+        self.value: str | None = None
         if is_set:
             self._event.set()
 
     def is_set(self) -> bool:
         return self._event.is_set()
 
-    def set(self) -> None:
+    def set(self, value: str | None = None) -> None:
         with self._lock:
+            if not self._event.is_set():
+                self.value = value
             self._event.set()
             waiters, self._waiters = self._waiters, []
         for waiter in waiters:
@@ -111,21 +113,25 @@ class Latch:
         return True
 
 
-class Inbox(Generic[T]):
+class Inbox:
     """The bounded buffer of one subscription.
 
-    ``push()`` never blocks: when the buffer holds ``capacity`` items the oldest is
-    dropped and counted. The consumer is woken apart, by ``wake()`` or ``wake_all()``,
-    so that a batch of items wakes it once. ``get()`` and ``aget()`` are for the single consumer;
-    ``close()`` and ``mark_gap()`` may be called from any thread.
+    ``push()`` never blocks: when the buffer holds ``capacity`` messages, or more
+    than ``max_bytes`` payload bytes (None: no byte bound), the oldest are dropped
+    and counted; the newest message is always kept. The consumer is woken apart, by
+    ``wake()`` or ``wake_all()``, so that a batch of messages wakes it once. ``get()``
+    and ``aget()`` are for the single consumer; ``close()`` and ``mark_gap()`` may be
+    called from any thread.
     """
 
     __slots__ = (
         "_async_waiter",
+        "_bytes",
         "_capacity",
         "_items",
         "_lock",
         "_logged_at",
+        "_max_bytes",
         "_overflowing",
         "_ready",
         "_sync_waiting",
@@ -136,10 +142,12 @@ class Inbox(Generic[T]):
         "topic",
     )
 
-    def __init__(self, topic: str, capacity: int) -> None:
+    def __init__(self, topic: str, capacity: int, max_bytes: int | None = None) -> None:
         self.topic = topic
         self._capacity = capacity
-        self._items: deque[T] = deque()
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: deque[Message] = deque()
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._sync_waiting = False
@@ -153,19 +161,29 @@ class Inbox(Generic[T]):
         #: Times the consumer may have missed messages: overflows and upstream outages.
         self.gaps = 0
 
-    def push(self, item: T) -> bool:
-        """Append ``item``, dropping the oldest item when full; never blocks.
+    def _full(self, incoming: int) -> bool:
+        items = self._items
+        if not items:
+            return False
+        if len(items) >= self._capacity:
+            return True
+        return self._max_bytes is not None and self._bytes + incoming > self._max_bytes
+
+    def push(self, item: Message) -> bool:
+        """Append ``item``, dropping the oldest items to make room; never blocks.
 
         Returns True when the consumer waits: ``wake()`` (or ``wake_all``) must follow.
         """
         report = 0
+        size = len(item.payload)
         with self._lock:
             if self.closed:
                 return False
-            if len(self._items) >= self._capacity:
-                self._items.popleft()
-                self.dropped += 1
-                self._unlogged_drops += 1
+            if self._full(size):
+                while self._full(size):
+                    self._bytes -= len(self._items.popleft().payload)
+                    self.dropped += 1
+                    self._unlogged_drops += 1
                 if not self._overflowing:
                     self._overflowing = True
                     self.gaps += 1
@@ -173,14 +191,16 @@ class Inbox(Generic[T]):
                 if now - self._logged_at >= DROP_LOG_INTERVAL:
                     report, self._unlogged_drops, self._logged_at = self._unlogged_drops, 0, now
             self._items.append(item)
+            self._bytes += size
             waiting = self._sync_waiting or self._async_waiter is not None
         if report:
             logger.warning(
                 "A subscriber of topic %r is too slow: dropped %d message(s) "
-                "(buffer_size=%d, %d dropped in all).",
+                "(buffer_size=%d, buffer_bytes=%s, %d dropped in all).",
                 self.topic,
                 report,
                 self._capacity,
+                self._max_bytes,
                 self.dropped,
             )
         return waiting
@@ -206,16 +226,19 @@ class Inbox(Generic[T]):
                 return
             self.closed = True
             self._items.clear()
+            self._bytes = 0
             self._ready.notify_all()
             waiter, self._async_waiter = self._async_waiter, None
         if waiter is not None:
             _wake(waiter)
 
-    def _take(self) -> T:
+    def _take(self) -> Message:
         self._overflowing = False
-        return self._items.popleft()
+        item = self._items.popleft()
+        self._bytes -= len(item.payload)
+        return item
 
-    def get(self, timeout: float | None) -> T | None:
+    def get(self, timeout: float | None) -> Message | None:
         """Return the next item, or None after ``timeout`` seconds (None: no limit).
 
         Raises:
@@ -236,7 +259,7 @@ class Inbox(Generic[T]):
                 raise SubscriptionClosedError(f"The subscription to {self.topic!r} is closed.")
             return self._take() if self._items else None
 
-    async def aget(self, timeout: float | None) -> T | None:
+    async def aget(self, timeout: float | None) -> Message | None:
         """Await the next item, or None after ``timeout`` seconds (None: no limit).
 
         Raises:

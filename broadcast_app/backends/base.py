@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import threading
 import types
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import Any, Generic, Self, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Self
 
-from ..channel import BroadcastChannel, Producer, Subscriber, Topic
+from ..channel import (
+    BroadcastChannel,
+    ChannelFeatures,
+    Producer,
+    PublishListener,
+    Subscriber,
+    Topic,
+)
+from . import _envelope
 from ._hub import Hub, Upstream
-from .subscription import ChannelSubscription, PayloadSubscription
-
-T = TypeVar("T")
+from .subscription import ChannelSubscription
 
 #: Longest topic name accepted, in characters.
 MAX_TOPIC_LENGTH = 1024
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL and C1 act on terminals and split log lines; U+FFFD is what a decoder leaves for
+# bytes it could not read, so names that differed in those bytes would meet in one topic.
+_UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ufffd]")
 
 
 def validate_topic_name(name: object) -> str:
@@ -27,7 +36,8 @@ def validate_topic_name(name: object) -> str:
 
     Raises:
         TypeError: ``name`` is not a ``str``.
-        ValueError: ``name`` is empty, longer than MAX_TOPIC_LENGTH or has control characters.
+        ValueError: ``name`` is empty, longer than MAX_TOPIC_LENGTH, has a control
+            character (C0, DEL, C1) or U+FFFD, or is not encodable as UTF-8.
     """
     if not isinstance(name, str):
         raise TypeError(f"A topic name must be a str, not {type(name).__name__}.")
@@ -35,8 +45,13 @@ def validate_topic_name(name: object) -> str:
         raise ValueError("A topic name must not be empty.")
     if len(name) > MAX_TOPIC_LENGTH:
         raise ValueError(f"A topic name must be at most {MAX_TOPIC_LENGTH} characters long.")
-    if _CONTROL_CHARACTERS.search(name):
-        raise ValueError(f"A topic name must not contain control characters: {name!r}.")
+    unsafe = _UNSAFE_CHARACTERS.search(name)
+    if unsafe is not None:
+        # !a quotes the name with every unsafe character escaped.
+        raise ValueError(
+            "A topic name must not contain control characters or U+FFFD: "
+            f"{name!a} has U+{ord(unsafe.group()):04X} at index {unsafe.start()}."
+        )
     try:
         name.encode()
     except UnicodeEncodeError:
@@ -55,15 +70,30 @@ def as_payload(payload: object) -> bytes:
     )
 
 
+def wire_form(payload: object, event: object = None) -> bytes:
+    """Return what a publish sends: ``payload``, or the event ``event`` carrying it.
+
+    Raises:
+        TypeError, ValueError: the payload or the event name is unusable.
+    """
+    payload = as_payload(payload)
+    return _envelope.encode(
+        payload, None if event is None else _envelope.validate_event_name(event)
+    )
+
+
 def positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an ``int`` above zero; ValueError naming ``name`` if not."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, not {value!r}.")
     return value
 
 
 def positive_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}.")
+    """Return ``value`` as a float if it is a finite number above zero (seconds);
+    ValueError naming ``name`` if not: nan and infinity are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive, finite number of seconds, not {value!r}.")
     return float(value)
 
 
@@ -73,11 +103,11 @@ class TopicProducer(Producer):
     def __init__(self, topic: ChannelTopic) -> None:
         self._topic = topic
 
-    def publish(self, payload: bytes) -> None:
-        self._topic.publish(payload)
+    def publish(self, payload: bytes, *, event: str | None = None) -> None:
+        self._topic.publish(payload, event=event)
 
-    async def apublish(self, payload: bytes) -> None:
-        await self._topic.apublish(payload)
+    async def apublish(self, payload: bytes, *, event: str | None = None) -> None:
+        await self._topic.apublish(payload, event=event)
 
 
 class TopicSubscriber(Subscriber):
@@ -86,8 +116,8 @@ class TopicSubscriber(Subscriber):
     def __init__(self, topic: ChannelTopic) -> None:
         self._topic = topic
 
-    def subscribe(self) -> ChannelSubscription:
-        return self._topic.subscribe()
+    def subscribe(self, *, buffer_bytes: int | None = None) -> ChannelSubscription:
+        return self._topic.subscribe(buffer_bytes=buffer_bytes)
 
 
 class ChannelTopic(Topic):
@@ -95,20 +125,27 @@ class ChannelTopic(Topic):
 
     def __init__(self, channel: BaseBroadcastChannel, name: str) -> None:
         self._channel = channel
-        self.name = name
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
-    def publish(self, payload: bytes) -> None:
-        self._channel.publish_payload(self.name, as_payload(payload))
+    def publish(self, payload: bytes, *, event: str | None = None) -> None:
+        wire = wire_form(payload, event)
+        self._channel.publish_payload(self.name, wire)
+        self._channel.published(self.name, wire)
 
-    async def apublish(self, payload: bytes) -> None:
-        """Async twin of ``publish()``."""
-        await self._channel.apublish_payload(self.name, as_payload(payload))
+    async def apublish(self, payload: bytes, *, event: str | None = None) -> None:
+        wire = wire_form(payload, event)
+        await self._channel.apublish_payload(self.name, wire)
+        self._channel.published(self.name, wire)
 
-    def subscribe(self) -> ChannelSubscription:
-        return self._channel.open_subscription(self.name)
+    def subscribe(self, *, buffer_bytes: int | None = None) -> ChannelSubscription:
+        return self._channel.open_subscription(self.name, buffer_bytes=buffer_bytes)
 
     def as_producer(self) -> TopicProducer:
         return TopicProducer(self)
@@ -117,19 +154,19 @@ class ChannelTopic(Topic):
         return TopicSubscriber(self)
 
 
-class HubOwner(Generic[T]):
+class HubOwner:
     """Holds the hub of the current process, created on first use and again after a fork."""
 
     def __init__(self) -> None:
         self._hub_lock = threading.Lock()
-        self._hub: Hub[T] | None = None
+        self._hub: Hub | None = None
 
     @abstractmethod
-    def create_upstream(self, hub: Hub[T]) -> Upstream:
+    def create_upstream(self, hub: Hub) -> Upstream:
         """Return the upstream feeding ``hub``; called once per process, must not do I/O."""
 
     @property
-    def hub(self) -> Hub[T]:
+    def hub(self) -> Hub:
         hub = self._hub
         if hub is not None and hub.pid == os.getpid():
             return hub
@@ -158,19 +195,43 @@ class HubOwner(Generic[T]):
         self.close()
 
 
-# The hub's item type is each backend's own (payloads, or messages with a cursor); it
-# stays out of this class so that every backend has the one base the settings expect.
-class BaseBroadcastChannel(HubOwner[Any], BroadcastChannel, ABC):
+class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
     """A channel whose subscriptions are served by one hub per process.
 
-    Subclasses provide ``create_upstream()`` and ``publish_payload()``; a backend whose
-    hub carries more than payloads also overrides ``open_subscription()``.
+    Subclasses provide ``create_upstream()`` and ``publish_payload()``, and declare
+    ``features``; a backend with history also overrides ``topic()`` and
+    ``open_subscription()``.
     """
+
+    features: ClassVar[ChannelFeatures] = ChannelFeatures()
 
     def __init__(self, *, buffer_size: int = 1024, subscribe_timeout: float = 10.0) -> None:
         super().__init__()
         self.buffer_size = positive_int("buffer_size", buffer_size)
         self.subscribe_timeout = positive_number("subscribe_timeout", subscribe_timeout)
+        self._listeners_lock = threading.Lock()
+        self._publish_listeners: tuple[PublishListener, ...] = ()
+
+    def add_publish_listener(self, listener: PublishListener) -> Callable[[], None]:
+        with self._listeners_lock:
+            self._publish_listeners = (*self._publish_listeners, listener)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                listeners = list(self._publish_listeners)
+                if listener in listeners:
+                    listeners.remove(listener)
+                self._publish_listeners = tuple(listeners)
+
+        return remove
+
+    def published(self, topic: str, wire: bytes) -> None:
+        """Tell the publish listeners of a successful publish; called by the topics."""
+        listeners = self._publish_listeners
+        if listeners:
+            message = _envelope.decode(wire)
+            for listener in listeners:
+                listener(topic, message)
 
     @classmethod
     def from_settings(
@@ -193,10 +254,16 @@ class BaseBroadcastChannel(HubOwner[Any], BroadcastChannel, ABC):
 
     @abstractmethod
     def publish_payload(self, topic: str, payload: bytes) -> None:
-        """Publish a validated payload to a validated topic name."""
+        """Publish the wire form of a message (see ``_envelope``) to a validated topic
+        name; whoever receives it decodes it with ``_envelope.decode``."""
 
     async def apublish_payload(self, topic: str, payload: bytes) -> None:
         await asyncio.to_thread(self.publish_payload, topic, payload)
 
-    def open_subscription(self, topic: str) -> ChannelSubscription:
-        return PayloadSubscription(self.hub, topic, self.buffer_size, self.subscribe_timeout)
+    def open_subscription(
+        self, topic: str, *, buffer_bytes: int | None = None
+    ) -> ChannelSubscription:
+        """Raises ValueError for an invalid ``buffer_bytes``, before any I/O."""
+        return ChannelSubscription(
+            self.hub, topic, self.buffer_size, self.subscribe_timeout, buffer_bytes
+        )

@@ -1,22 +1,15 @@
-"""Cursors: positions in a topic's history after which a subscription can resume.
+"""Cursors of the backends that keep history: Redis stream IDs, ``"<ms>-<seq>"``.
 
-A backend that keeps history (Redis Streams) returns ``CursorTopic`` topics. Their
-subscriptions hand out each message with its cursor; a consumer that stores the
-cursor of the last message it handled can later subscribe again from it and miss
-nothing the backend still retains. Cursors are Redis stream IDs, ``"<ms>-<seq>"``.
+Parsing, formatting and ordering them; the cursor types of the public contract
+(``CursorTopic``, ``CursorSubscription``, ``ORIGIN``) live in ``broadcast_app.channel``.
 """
 
 from __future__ import annotations
 
 import re
-from abc import abstractmethod
-from dataclasses import dataclass
 
-from ..channel import Topic
-from .subscription import ChannelSubscription
+from ..channel import Message
 
-#: The cursor before every message: subscribing from it replays all that is retained.
-ORIGIN = "0-0"
 #: Longest accepted cursor: two 20-digit numbers and the dash.
 MAX_CURSOR_LENGTH = 41
 
@@ -64,50 +57,7 @@ def successor(position: Position) -> Position | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class StreamMessage:
-    """A message and its cursor: subscribe again from ``cursor`` to get what follows it."""
-
-    payload: bytes
-    cursor: str
-
-    @property
-    def position(self) -> Position:
-        milliseconds, _, sequence = self.cursor.partition("-")
-        return int(milliseconds), int(sequence)
-
-
-class CursorSubscription(ChannelSubscription):
-    """A subscription that can also hand out each message with its cursor.
-
-    The ``...with_cursor`` and the plain methods draw from the same messages; use
-    either, or both, from the single consumer.
-    """
-
-    @abstractmethod
-    def receive_with_cursor(self, timeout: float | None = 0.1) -> StreamMessage | None:
-        """Like ``receive()``, but return the message with its cursor."""
-
-    @abstractmethod
-    async def areceive_with_cursor(self, timeout: float | None = 0.1) -> StreamMessage | None:
-        """Async twin of ``receive_with_cursor()``."""
-
-
-class CursorTopic(Topic):
-    """A topic whose subscriptions can start from a cursor.
-
-    Test for it with ``isinstance(topic, CursorTopic)``.
-    """
-
-    @abstractmethod
-    def subscribe(self, cursor: str | None = None) -> CursorSubscription:
-        """Return a new, not yet started, subscription.
-
-        Without ``cursor``, it receives the messages published after it started, like
-        any subscription. With one, it first receives every retained message after
-        ``cursor`` (``ORIGIN``: all of them), then the live ones, with none missed or
-        repeated at the seam. A cursor older than what is retained counts as a gap.
-
-        Raises:
-            TypeError, ValueError: ``cursor`` is not a valid cursor (see ``parse_cursor``).
-        """
+def position_of(message: Message) -> Position:
+    """The position of a message that has a cursor."""
+    milliseconds, _, sequence = (message.cursor or "").partition("-")
+    return int(milliseconds), int(sequence)

@@ -6,6 +6,8 @@ reach its subscribers. Publishing delivers synchronously to every local inbox.
 
 from __future__ import annotations
 
+from ..channel import ChannelFeatures
+from . import _envelope
 from ._hub import Hub, Upstream
 from ._inbox import Latch
 from .base import BaseBroadcastChannel
@@ -32,11 +34,13 @@ class _LocalUpstream(Upstream):
 class InMemoryBroadcastChannel(BaseBroadcastChannel):
     """A broadcast channel whose topics live in this process's memory."""
 
-    def create_upstream(self, hub: Hub[bytes]) -> Upstream:
+    features = ChannelFeatures(keeps_history=False, crosses_processes=False)
+
+    def create_upstream(self, hub: Hub) -> Upstream:
         return _LocalUpstream()
 
     def publish_payload(self, topic: str, payload: bytes) -> None:
-        self.hub.dispatch(topic, payload)
+        self.hub.dispatch(topic, _envelope.decode(payload))
 
     async def apublish_payload(self, topic: str, payload: bytes) -> None:
         self.publish_payload(topic, payload)

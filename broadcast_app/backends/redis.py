@@ -17,8 +17,8 @@ from ._client import (
     RedisClientChannel,
     default_retry,
 )
+from ._feed_pubsub import PUBSUB_COMMANDS, PubSubCommands, PubSubFeed
 from ._hub import Hub, Upstream
-from ._pubsub import PUBSUB_COMMANDS, PubSubCommands, PubSubFeed
 
 __all__ = [
     "CLIENT_DEFAULTS",
@@ -38,7 +38,7 @@ class RedisBroadcastChannel(RedisClientChannel):
 
     commands: PubSubCommands = PUBSUB_COMMANDS
 
-    def create_upstream(self, hub: Hub[bytes]) -> Upstream:
+    def create_upstream(self, hub: Hub) -> Upstream:
         return PubSubFeed(
             hub,
             self.reader_connection,

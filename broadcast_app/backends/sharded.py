@@ -22,8 +22,8 @@ from redis.cluster import ClusterNode, RedisCluster
 from ..exceptions import PublishError
 from ._client import CLIENT_DEFAULTS, DEFAULT_HEALTH_CHECK_INTERVAL, client_from_url
 from ._connection import subscriber_connection
+from ._feed_shards import CLUSTER_ERRORS, ShardFeed, ShardRouter
 from ._hub import Hub, Upstream
-from ._shards import CLUSTER_ERRORS, ShardFeed, ShardRouter
 from .base import BaseBroadcastChannel, positive_number
 
 #: Builds a ``RedisCluster`` (whose constructor discovers the topology: I/O).
@@ -183,7 +183,7 @@ class ShardedRedisBroadcastChannel(BaseBroadcastChannel):
             raise TypeError(f"Unknown options for {cls.__name__} or {client}: {unknown}.")
         return cls.from_url(location, **options)
 
-    def create_upstream(self, hub: Hub[bytes]) -> Upstream:
+    def create_upstream(self, hub: Hub) -> Upstream:
         prefix = self.prefix.encode()
         if self.is_cluster:
             return ShardRouter(

@@ -17,21 +17,16 @@ is at-most-once, like Pub/Sub.
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import AsyncIterator, Iterator
-
 import redis
-from redis.client import NEVER_DECODE
-from redis.commands.core import Script
 from redis.exceptions import RedisError
 
-from ..exceptions import BroadcastChannelError, PublishError, SubscriptionClosedError
+from ..channel import ChannelFeatures, CursorSubscriber, CursorTopic
+from ..exceptions import PublishError
 from ._client import RedisClientChannel
+from ._feed_streams import StreamsFeed
 from ._hub import Hub, Upstream
-from ._inbox import Inbox
-from ._stream_scripts import APPEND_SCRIPT, PROBE_SCRIPT, Probe, payload_of, text
-from ._streams_feed import StreamsFeed
+from ._stream_replay import REPLAY_PAGE, StreamHistory, StreamSubscription
+from ._stream_scripts import APPEND_SCRIPT, PROBE_SCRIPT
 from .base import (
     ChannelTopic,
     TopicSubscriber,
@@ -39,248 +34,28 @@ from .base import (
     positive_number,
     validate_topic_name,
 )
-from .cursors import (
-    CursorSubscription,
-    CursorTopic,
-    Position,
-    StreamMessage,
-    format_cursor,
-    parse_cursor,
-    successor,
-)
-from .subscription import BaseSubscription, check_timeout
+from .cursors import parse_cursor
 
-#: Entries fetched per XRANGE while replaying.
-REPLAY_PAGE = 512
+__all__ = [
+    "REPLAY_PAGE",
+    "StreamSubscription",
+    "StreamsBroadcastChannel",
+    "StreamsTopic",
+    "StreamsTopicSubscriber",
+]
 
 
-class _History:
-    """The retained entries of one stream after a position, read a page at a time.
-
-    ``read()`` only reads: the subscription applies what it returns, so a read whose
-    result is dropped (a cancelled task) changes nothing.
-    """
-
-    def __init__(self, client: redis.Redis, probe: Script, key: str, after: Position) -> None:
-        self._client = client
-        self._probe = probe
-        self._key = key
-        self.after = after
-        # Replaying from the origin asks for whatever is retained: nothing can be missing.
-        self.checked = after == (0, 0)
-
-    def read(self) -> tuple[list[StreamMessage], bool]:
-        """Return the next page, and whether entries after the start may have been lost.
-
-        Blocks on one or two round trips.
-
-        Raises:
-            BroadcastChannelError: Redis could not be read.
-        """
-        try:
-            lost = False
-            if not self.checked:
-                (probe,) = Probe.parse(self._probe(keys=[self._key]))
-                lost = probe.may_have_lost(format_cursor(self.after), if_missing=True)
-            start = successor(self.after)
-            if start is None:
-                return [], lost
-            # Raw bytes whatever the client decodes; redis-py leaves this call unannotated.
-            entries = self._client.execute_command(  # type: ignore[no-untyped-call]
-                "XRANGE", self._key, format_cursor(start), "+", "COUNT", REPLAY_PAGE,
-                **{NEVER_DECODE: True},
-            )  # fmt: skip
-        except RedisError as exc:
-            raise BroadcastChannelError(
-                f"Could not replay the history of {self._key!r}: {exc}"
-            ) from exc
-        messages = [StreamMessage(payload_of(f), text(i)) for i, f in entries]
-        return messages, lost
-
-
-class _HoldingInbox(Inbox[StreamMessage]):
-    """An inbox that can hold live messages back while a replay catches up.
-
-    While holding, it keeps the newest ``capacity`` messages without waking the
-    consumer; what it drops is not counted as lost, as the replay reads it from Redis.
-    After the hand-over it discards live messages the replay delivered already, which
-    may still arrive if the reader thread lags behind the replay.
-    """
-
-    __slots__ = ("_floor", "_holding", "held_drops")
-
-    def __init__(self, topic: str, capacity: int, *, holding: bool) -> None:
-        super().__init__(topic, capacity)
-        self._holding = holding
-        self._floor: Position | None = None
-        #: Messages dropped while holding: a replay page that ends after a drop must be
-        #: followed by another before the live messages can take over.
-        self.held_drops = 0
-
-    def push(self, item: StreamMessage) -> bool:
-        if self._holding or self._floor is not None:
-            with self._lock:
-                if self._holding:
-                    if not self.closed:
-                        if len(self._items) >= self._capacity:
-                            self._items.popleft()
-                            self.held_drops += 1
-                        self._items.append(item)
-                    return False
-                if self._floor is not None:
-                    if item.position <= self._floor:
-                        return False
-                    self._floor = None  # Later messages have higher IDs still.
-        return super().push(item)
-
-    def release(self, after: Position, held_drops: int) -> bool:
-        """Stop holding unless messages were dropped since ``held_drops`` was read.
-
-        From now on, live messages up to ``after`` (replayed already) are discarded.
-        Returns False, still holding, if the live messages may not join the replay
-        without a hole.
-        """
-        with self._lock:
-            if self.held_drops != held_drops:
-                return False
-            while self._items and self._items[0].position <= after:
-                self._items.popleft()
-            if not self._items:
-                self._floor = after
-            # Last: push() reads _holding without the lock, and must then see the floor.
-            self._holding = False
-        return True
-
-
-class StreamSubscription(BaseSubscription[StreamMessage], CursorSubscription):
-    """A subscription to a stream; with a cursor, it replays the history first.
-
-    The replay reads pages of ``REPLAY_PAGE`` entries through the client's pool, in the
-    consumer's thread (a worker thread for asyncio consumers), as the consumer asks for
-    messages. If Redis cannot be read meanwhile, ``receive()`` and its variants raise
-    ``BroadcastChannelError``; calling again resumes the replay where it stopped.
-    """
-
-    def __init__(
-        self,
-        hub: Hub[StreamMessage],
-        topic: str,
-        buffer_size: int,
-        subscribe_timeout: float,
-        history: _History | None,
-    ) -> None:
-        self._history = history
-        self._page: deque[StreamMessage] = deque()
-        super().__init__(hub, topic, buffer_size, subscribe_timeout)
-
-    def _create_inbox(self, topic: str, buffer_size: int) -> Inbox[StreamMessage]:
-        self._holding_inbox = _HoldingInbox(topic, buffer_size, holding=self._history is not None)
-        return self._holding_inbox
-
-    # -- the replay --------------------------------------------------------------------
-
-    def _apply(
-        self, history: _History, held_drops: int, read: tuple[list[StreamMessage], bool]
-    ) -> None:
-        messages, lost = read
-        if self._closed:
-            return
-        if not history.checked:
-            history.checked = True
-            if lost:
-                self._inbox.mark_gap()
-        self._page.extend(messages)
-        if messages:
-            history.after = messages[-1].position
-        if len(messages) < REPLAY_PAGE and self._holding_inbox.release(history.after, held_drops):
-            self._history = None
-
-    def _replayed(self) -> StreamMessage | None:
-        """The next replayed message; None once the live messages have taken over."""
-        while not self._page:
-            history = self._history
-            if history is None or self._closed:
-                return None
-            held_drops = self._holding_inbox.held_drops
-            self._apply(history, held_drops, history.read())
-        return self._page.popleft()
-
-    async def _areplayed(self) -> StreamMessage | None:
-        while not self._page:
-            history = self._history
-            if history is None or self._closed:
-                return None
-            held_drops = self._holding_inbox.held_drops
-            self._apply(history, held_drops, await asyncio.to_thread(history.read))
-        return self._page.popleft()
-
-    # -- what the shared API draws from -------------------------------------------------
-
-    def _next(self, timeout: float | None) -> StreamMessage | None:
-        check_timeout(timeout)
-        self._start()
-        message = self._replayed()
-        return self._inbox.get(timeout) if message is None else message
-
-    async def _anext(self, timeout: float | None) -> StreamMessage | None:
-        check_timeout(timeout)
-        await self._astart()
-        message = await self._areplayed()
-        return await self._inbox.aget(timeout) if message is None else message
-
-    def _iterate(self) -> Iterator[StreamMessage]:
-        try:
-            self._start()
-            while (message := self._replayed()) is not None:
-                yield message
-        except SubscriptionClosedError:
-            return
-        yield from super()._iterate()
-
-    async def _aiterate(self) -> AsyncIterator[StreamMessage]:
-        try:
-            await self._astart()
-            while (message := await self._areplayed()) is not None:
-                yield message
-        except SubscriptionClosedError:
-            return
-        async for message in super()._aiterate():
-            yield message
-
-    # -- public ------------------------------------------------------------------------
-
-    def __iter__(self) -> Iterator[bytes]:
-        for message in self._iterate():
-            yield message.payload
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for message in self._aiterate():
-            yield message.payload
-
-    def receive(self, timeout: float | None = 0.1) -> bytes | None:
-        message = self._next(timeout)
-        return None if message is None else message.payload
-
-    async def areceive(self, timeout: float | None = 0.1) -> bytes | None:
-        message = await self._anext(timeout)
-        return None if message is None else message.payload
-
-    def receive_with_cursor(self, timeout: float | None = 0.1) -> StreamMessage | None:
-        return self._next(timeout)
-
-    async def areceive_with_cursor(self, timeout: float | None = 0.1) -> StreamMessage | None:
-        return await self._anext(timeout)
-
-
-class StreamsTopicSubscriber(TopicSubscriber):
+class StreamsTopicSubscriber(TopicSubscriber, CursorSubscriber):
     """Read-only view of a Streams topic."""
 
     def __init__(self, topic: StreamsTopic) -> None:
         super().__init__(topic)
         self._streams_topic = topic
 
-    def subscribe(self, cursor: str | None = None) -> StreamSubscription:
-        return self._streams_topic.subscribe(cursor)
+    def subscribe(
+        self, cursor: str | None = None, *, buffer_bytes: int | None = None
+    ) -> StreamSubscription:
+        return self._streams_topic.subscribe(cursor, buffer_bytes=buffer_bytes)
 
 
 class StreamsTopic(ChannelTopic, CursorTopic):
@@ -290,8 +65,10 @@ class StreamsTopic(ChannelTopic, CursorTopic):
         super().__init__(channel, name)
         self._streams = channel
 
-    def subscribe(self, cursor: str | None = None) -> StreamSubscription:
-        return self._streams.open_subscription(self.name, cursor)
+    def subscribe(
+        self, cursor: str | None = None, *, buffer_bytes: int | None = None
+    ) -> StreamSubscription:
+        return self._streams.open_subscription(self.name, cursor, buffer_bytes=buffer_bytes)
 
     def as_subscriber(self) -> StreamsTopicSubscriber:
         return StreamsTopicSubscriber(self)
@@ -305,6 +82,8 @@ class StreamsBroadcastChannel(RedisClientChannel):
     hundred or so more are kept), None for no limit. The other arguments are those of
     ``RedisBroadcastChannel``; the reader's blocking read lasts ``health_check_interval``.
     """
+
+    features = ChannelFeatures(keeps_history=True, crosses_processes=True)
 
     def __init__(
         self,
@@ -333,7 +112,7 @@ class StreamsBroadcastChannel(RedisClientChannel):
     def topic(self, topic: str) -> StreamsTopic:
         return StreamsTopic(self, validate_topic_name(topic))
 
-    def create_upstream(self, hub: Hub[StreamMessage]) -> Upstream:
+    def create_upstream(self, hub: Hub) -> Upstream:
         return StreamsFeed(
             hub,
             self.reader_connection,
@@ -351,11 +130,21 @@ class StreamsBroadcastChannel(RedisClientChannel):
         except RedisError as exc:
             raise PublishError(f"Could not publish to topic {topic!r}: {exc}") from exc
 
-    def open_subscription(self, topic: str, cursor: str | None = None) -> StreamSubscription:
-        """Raises TypeError or ValueError for an invalid ``cursor``, before any I/O."""
+    def open_subscription(
+        self, topic: str, cursor: str | None = None, *, buffer_bytes: int | None = None
+    ) -> StreamSubscription:
+        """Raises TypeError or ValueError for an invalid ``cursor`` or ``buffer_bytes``,
+        before any I/O."""
         history = None
         if cursor is not None:
-            history = _History(self.client, self._probe, self.prefix + topic, parse_cursor(cursor))
+            history = StreamHistory(
+                self.client, self._probe, self.prefix + topic, parse_cursor(cursor)
+            )
         return StreamSubscription(
-            self.hub, topic, self.buffer_size, self.subscribe_timeout, history
+            self.hub,
+            topic,
+            self.buffer_size,
+            self.subscribe_timeout,
+            history=history,
+            buffer_bytes=buffer_bytes,
         )

@@ -7,16 +7,13 @@ import threading
 import types
 import warnings
 import weakref
-from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterator
-from typing import Generic, Self, TypeVar
+from typing import Self
 
-from ..channel import Subscription
+from ..channel import Message, Subscription
 from ..exceptions import BroadcastChannelError, SubscriptionClosedError
 from ._hub import Hub
 from ._inbox import Inbox, Latch
-
-T = TypeVar("T")
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -28,7 +25,15 @@ def check_timeout(timeout: float | None) -> None:
         raise ValueError(f"timeout must not be negative, not {timeout!r}.")
 
 
-def _release_unclosed(hub: Hub[T], inbox: Inbox[T]) -> None:
+def check_buffer_bytes(buffer_bytes: int | None) -> int | None:
+    if buffer_bytes is None:
+        return None
+    if isinstance(buffer_bytes, bool) or not isinstance(buffer_bytes, int) or buffer_bytes < 1:
+        raise ValueError(f"buffer_bytes must be a positive int or None, not {buffer_bytes!r}.")
+    return buffer_bytes
+
+
+def _release_unclosed(hub: Hub, inbox: Inbox) -> None:
     warnings.warn(
         f"A subscription to topic {inbox.topic!r} was garbage-collected without close().",
         ResourceWarning,
@@ -37,8 +42,10 @@ def _release_unclosed(hub: Hub[T], inbox: Inbox[T]) -> None:
     hub.release(inbox)
 
 
-class BaseSubscription(Generic[T]):
-    """Lifecycle shared by all subscriptions: start on demand, close once, GC release.
+class ChannelSubscription(Subscription):
+    """The ``Subscription`` of every backend; see the protocol for the contract.
+
+    Lifecycle: start on demand, close once, release on garbage collection.
 
     Starting joins the process-wide hub and waits until the backend confirms the
     topic (at most ``subscribe_timeout`` seconds, else ``BroadcastChannelError``).
@@ -47,18 +54,25 @@ class BaseSubscription(Generic[T]):
     ``ResourceWarning``.
     """
 
-    def __init__(self, hub: Hub[T], topic: str, buffer_size: int, subscribe_timeout: float):
+    def __init__(
+        self,
+        hub: Hub,
+        topic: str,
+        buffer_size: int,
+        subscribe_timeout: float,
+        buffer_bytes: int | None = None,
+    ) -> None:
         self._hub = hub
-        self._inbox = self._create_inbox(topic, buffer_size)
+        self._inbox = self._create_inbox(topic, buffer_size, check_buffer_bytes(buffer_bytes))
         self._subscribe_timeout = subscribe_timeout
         self._lock = threading.Lock()
         self._joined = False
         self._closed = False
-        self._finalizer: weakref.finalize[..., BaseSubscription[T]] | None = None
+        self._finalizer: weakref.finalize[..., ChannelSubscription] | None = None
 
-    def _create_inbox(self, topic: str, buffer_size: int) -> Inbox[T]:
+    def _create_inbox(self, topic: str, buffer_size: int, buffer_bytes: int | None) -> Inbox:
         """Return the inbox the hub fills; called once, by ``__init__``."""
-        return Inbox(topic, buffer_size)
+        return Inbox(topic, buffer_size, buffer_bytes)
 
     @property
     def topic(self) -> str:
@@ -159,17 +173,17 @@ class BaseSubscription(Generic[T]):
     ) -> None:
         self.close()
 
-    def _next(self, timeout: float | None) -> T | None:
+    def _next(self, timeout: float | None) -> Message | None:
         check_timeout(timeout)
         self._start()
         return self._inbox.get(timeout)
 
-    async def _anext(self, timeout: float | None) -> T | None:
+    async def _anext(self, timeout: float | None) -> Message | None:
         check_timeout(timeout)
         await self._astart()
         return await self._inbox.aget(timeout)
 
-    def _iterate(self) -> Iterator[T]:
+    def _iterate(self) -> Iterator[Message]:
         try:
             self._start()
             while True:
@@ -179,7 +193,7 @@ class BaseSubscription(Generic[T]):
         except SubscriptionClosedError:
             return
 
-    async def _aiterate(self) -> AsyncIterator[T]:
+    async def _aiterate(self) -> AsyncIterator[Message]:
         try:
             await self._astart()
             while True:
@@ -189,75 +203,26 @@ class BaseSubscription(Generic[T]):
         except SubscriptionClosedError:
             return
 
-
-class ChannelSubscription(Subscription):
-    """What ``subscribe()`` returns on every backend: the ``Subscription`` protocol, its
-    asyncio twins and the loss counters. Payloads are ``bytes``.
-
-    Async twins: ``async with``, ``async for``, ``await areceive(timeout)``,
-    ``await aclose()``. Use one style per subscription.
-    """
-
-    @property
-    @abstractmethod
-    def topic(self) -> str:
-        """The name of the topic."""
-
-    @property
-    @abstractmethod
-    def closed(self) -> bool:
-        """Whether ``close()`` was called (or the channel was closed)."""
-
-    @property
-    @abstractmethod
-    def dropped(self) -> int:
-        """Messages discarded because this consumer fell ``buffer_size`` behind."""
-
-    @property
-    @abstractmethod
-    def gaps(self) -> int:
-        """Times this consumer may have missed messages (overflow or reconnect).
-
-        Monotonic: compare with the value seen before to learn of a new gap.
-        """
-
-    @abstractmethod
-    def __enter__(self) -> Self: ...
-
-    @abstractmethod
-    async def __aenter__(self) -> Self: ...
-
-    @abstractmethod
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: types.TracebackType | None,
-    ) -> None: ...
-
-    @abstractmethod
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
-
-    @abstractmethod
-    async def areceive(self, timeout: float | None = 0.1) -> bytes | None:
-        """Async twin of ``receive()``: awaits without holding a thread."""
-
-    @abstractmethod
-    async def aclose(self) -> None:
-        """Async twin of ``close()`` (which never waits on the network)."""
-
-
-class PayloadSubscription(BaseSubscription[bytes], ChannelSubscription):
-    """A subscription whose inbox holds the payloads themselves."""
+    # -- the public API, drawn from ``_next`` / ``_iterate`` --------------------------------
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._iterate()
+        for message in self._iterate():
+            yield message.payload
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._aiterate()
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for message in self._aiterate():
+            yield message.payload
 
     def receive(self, timeout: float | None = 0.1) -> bytes | None:
-        return self._next(timeout)
+        message = self._next(timeout)
+        return None if message is None else message.payload
 
     async def areceive(self, timeout: float | None = 0.1) -> bytes | None:
+        message = await self._anext(timeout)
+        return None if message is None else message.payload
+
+    def receive_message(self, timeout: float | None = 0.1) -> Message | None:
+        return self._next(timeout)
+
+    async def areceive_message(self, timeout: float | None = 0.1) -> Message | None:
         return await self._anext(timeout)

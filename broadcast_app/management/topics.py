@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import cast
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ..backends.base import BaseBroadcastChannel, ChannelTopic
-from ..backends.cursors import CursorTopic
-from ..backends.memory import InMemoryBroadcastChannel
-from ..backends.subscription import ChannelSubscription
-from ..conf import DEFAULT_CHANNEL_ALIAS, get_channel
-from ..exceptions import InvalidChannelBackendError
+from ..channel import BroadcastChannel, CursorTopic, Subscription, Topic
+from ..conf import DEFAULT_CHANNEL_ALIAS, InvalidChannelBackendError, get_channel
 
 
 def add_channel_argument(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +21,7 @@ def add_channel_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_channel(command: BaseCommand, alias: str) -> BaseBroadcastChannel:
+def open_channel(command: BaseCommand, alias: str) -> BroadcastChannel:
     """Return the channel of ``alias``, warning on stderr if it cannot cross processes.
 
     Raises:
@@ -34,7 +31,7 @@ def open_channel(command: BaseCommand, alias: str) -> BaseBroadcastChannel:
         channel = get_channel(alias)
     except InvalidChannelBackendError as exc:
         raise CommandError(str(exc)) from exc
-    if isinstance(channel, InMemoryBroadcastChannel):
+    if not channel.features.crosses_processes:
         command.stderr.write(
             f"The broadcast channel {alias!r} is in-memory: it does not reach other "
             "processes. Configure a Redis channel in BROADCAST_CHANNELS to talk to them.",
@@ -43,7 +40,7 @@ def open_channel(command: BaseCommand, alias: str) -> BaseBroadcastChannel:
     return channel
 
 
-def get_topic(channel: BaseBroadcastChannel, name: str) -> ChannelTopic:
+def get_topic(channel: BroadcastChannel, name: str) -> Topic:
     """Return the topic ``name`` of ``channel``.
 
     Raises:
@@ -55,7 +52,9 @@ def get_topic(channel: BaseBroadcastChannel, name: str) -> ChannelTopic:
         raise CommandError(str(exc)) from exc
 
 
-def subscribe(topic: ChannelTopic, alias: str, since: str | None) -> ChannelSubscription:
+def subscribe(
+    channel: BroadcastChannel, topic: Topic, alias: str, since: str | None
+) -> Subscription:
     """Return a new, not yet started, subscription to ``topic`` of the channel ``alias``;
     from cursor ``since`` when given. No I/O.
 
@@ -64,18 +63,18 @@ def subscribe(topic: ChannelTopic, alias: str, since: str | None) -> ChannelSubs
     """
     if since is None:
         return topic.subscribe()
-    if not isinstance(topic, CursorTopic):
+    if not channel.features.keeps_history:
         raise CommandError(
             f"The broadcast channel {alias!r} keeps no history to replay from --since: "
             "configure a Redis Streams channel for it."
         )
     try:
-        return topic.subscribe(cursor=since)
+        return cast(CursorTopic, topic).subscribe(cursor=since)
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
 
 
-def positive_int(value: str) -> int:
+def positive_count(value: str) -> int:
     """argparse type: an integer above zero."""
     try:
         number = int(value)

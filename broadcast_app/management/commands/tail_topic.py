@@ -7,20 +7,24 @@ import base64
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...backends.cursors import CursorSubscription
-from ...backends.subscription import ChannelSubscription
+from ...channel import Subscription
 from ...exceptions import BroadcastChannelError, SubscriptionClosedError
+from ..reports import ReportedProblems, channel_secrets, redact
+from ..terminal import terminal_payload, terminal_text
 from ..topics import (
     add_channel_argument,
     get_topic,
     open_channel,
-    positive_int,
+    positive_count,
     positive_seconds,
     subscribe,
 )
@@ -55,7 +59,7 @@ class Command(BaseCommand):
         add_channel_argument(parser)
         parser.add_argument(
             "--count",
-            type=positive_int,
+            type=positive_count,
             metavar="N",
             help="Stop after N messages, counted over all topics.",
         )
@@ -63,7 +67,8 @@ class Command(BaseCommand):
             "--timeout",
             type=positive_seconds,
             metavar="SECONDS",
-            help="Stop after that many seconds (fractions allowed).",
+            help="Stop after that many seconds (fractions allowed), even if the "
+            "subscriptions could not start by then (an error).",
         )
         parser.add_argument(
             "--since",
@@ -76,8 +81,10 @@ class Command(BaseCommand):
             "--format",
             choices=("text", "json"),
             default="text",
-            help="text: the payload as UTF-8 (undecodable bytes escaped), prefixed with "
-            "[topic] when several topics are tailed; json: one object per line with topic, "
+            help="text: the payload as UTF-8, prefixed with [topic] when several topics are "
+            "tailed; control characters, line breaks, bidi controls and backslashes are "
+            "escaped (\\x1b, \\n, \\u202e, \\\\), and bytes that are not UTF-8 "
+            "show as \\xNN; json: one object per line (ASCII) with topic, "
             "payload, encoding ('utf-8' or 'base64'), received_at, and cursor on channels "
             "that keep history.",
         )
@@ -88,40 +95,57 @@ class Command(BaseCommand):
         names = list(dict.fromkeys(options["topics"]))
         # Not started yet: a failed check here leaves nothing to close.
         subscriptions = [
-            subscribe(get_topic(channel, name), alias, options["since"]) for name in names
+            subscribe(channel, get_topic(channel, name), alias, options["since"]) for name in names
         ]
         self.as_json = options["format"] == "json"
         self.prefix = len(names) > 1
         self.verbosity: int = options["verbosity"]
+        problems = ReportedProblems()
         try:
-            asyncio.run(self.tail(subscriptions, options["count"], options["timeout"]))
+            with _ctrl_c_interrupts(), problems:
+                asyncio.run(self.tail(subscriptions, options["count"], options["timeout"]))
         except KeyboardInterrupt:
-            return  # Ctrl-C is the normal way to stop; the subscriptions are closed.
+            return  # Ctrl-C is the normal way to stop.
         except BrokenPipeError:
             _discard_stdout()  # The reader went away (``| head``): a normal end too.
+        except _NotStarted as exc:
+            reported = f" The channel reported: {problems.last}" if problems.last else ""
+            raise CommandError(redact(f"{exc}{reported}", channel_secrets(alias))) from exc
         except BroadcastChannelError as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(redact(str(exc), channel_secrets(alias))) from exc
+        finally:
+            for subscription in subscriptions:
+                subscription.close()  # Idempotent; also ends one cancelled while starting.
 
     async def tail(
-        self, subscriptions: list[ChannelSubscription], count: int | None, timeout: float | None
+        self, subscriptions: list[Subscription], count: int | None, timeout: float | None
     ) -> None:
-        deliveries: asyncio.Queue[_Item] = asyncio.Queue()
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        # handle() closes the subscriptions, also one whose start was cut short.
         async with contextlib.AsyncExitStack() as stack:
             for subscription in subscriptions:
-                await stack.enter_async_context(subscription)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await stack.enter_async_context(subscription)
+                except TimeoutError:
+                    raise _NotStarted(
+                        f"Could not subscribe to {subscription.topic!r} within {timeout:g} s."
+                    ) from None
+                except BroadcastChannelError as exc:
+                    raise _NotStarted(
+                        f"Could not subscribe to {subscription.topic!r}: {exc}"
+                    ) from exc
             if self.verbosity >= 1:
                 names = ", ".join(repr(subscription.topic) for subscription in subscriptions)
-                self.stderr.write(
-                    f"Tailing {names}; press Ctrl-C to stop.",
-                    self.style.NOTICE,
-                )
+                self.stderr.write(f"Tailing {names}; press Ctrl-C to stop.", self.style.NOTICE)
+            deliveries: asyncio.Queue[_Item] = asyncio.Queue()
             forwarders = [
                 asyncio.create_task(_forward(subscription, deliveries))
                 for subscription in subscriptions
             ]
             stack.push_async_callback(_cancel, forwarders)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline):
                     await self.print_deliveries(deliveries, count, len(forwarders))
 
     async def print_deliveries(
@@ -158,33 +182,50 @@ class Command(BaseCommand):
             if delivery.cursor is not None:
                 record["cursor"] = delivery.cursor
             return json.dumps(record)
-        text = payload.decode("utf-8", "backslashreplace")
-        return f"[{topic}] {text}" if self.prefix else text
+        text = terminal_payload(payload)
+        return f"[{terminal_text(topic)}] {text}" if self.prefix else text
 
 
-async def _forward(subscription: ChannelSubscription, deliveries: asyncio.Queue[_Item]) -> None:
+async def _forward(subscription: Subscription, deliveries: asyncio.Queue[_Item]) -> None:
     """Queue what ``subscription`` receives, with its cursor where the channel has them."""
-
-    def deliver(payload: bytes, cursor: str | None) -> None:
-        deliveries.put_nowait(
-            _Delivery(subscription.topic, payload, cursor, datetime.now(UTC), subscription.gaps)
-        )
-
     try:
-        if isinstance(subscription, CursorSubscription):
-            while True:
-                message = await subscription.areceive_with_cursor(timeout=None)
-                if message is not None:
-                    deliver(message.payload, message.cursor)
-        else:
-            async for payload in subscription:
-                deliver(payload, None)
+        while True:
+            message = await subscription.areceive_message(timeout=None)
+            if message is not None:
+                deliveries.put_nowait(
+                    _Delivery(
+                        subscription.topic,
+                        message.payload,
+                        message.cursor,
+                        datetime.now(UTC),
+                        subscription.gaps,
+                    )
+                )
     except SubscriptionClosedError:
         pass
     except BroadcastChannelError as exc:  # A replay could not read Redis.
         deliveries.put_nowait(exc)
     finally:
         deliveries.put_nowait(None)
+
+
+class _NotStarted(BroadcastChannelError):
+    """A subscription could not start; the message names its topic."""
+
+
+@contextlib.contextmanager
+def _ctrl_c_interrupts() -> Iterator[None]:
+    """Make SIGINT raise KeyboardInterrupt while the command runs, even if the process
+    inherited it ignored (a background job, nohup, some CI): it is how tailing stops."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # call_command() from a thread: signals are the main thread's business.
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler not set from Python, cannot be restored.
+            signal.signal(signal.SIGINT, previous)
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError, ResponseError
 
+from ..channel import Message
+from . import _envelope
 from ._connection import (
     BACKOFF_CAP,
     ConnectionFactory,
@@ -64,7 +66,7 @@ class PubSubFeed(ConnectionReader, Upstream):
 
     def __init__(
         self,
-        hub: Hub[bytes],
+        hub: Hub,
         connect: ConnectionFactory,
         *,
         commands: PubSubCommands = PUBSUB_COMMANDS,
@@ -274,7 +276,7 @@ class PubSubFeed(ConnectionReader, Upstream):
     def _receive(self, connection: SubscriberConnection) -> None:
         """Handle the replies that have arrived (at most ``READ_BATCH``), delivering the
         messages among them together, so each waiting consumer wakes once per batch."""
-        messages: list[tuple[str, bytes]] = []
+        messages: list[tuple[str, Message]] = []
         try:
             for _ in range(READ_BATCH):
                 try:
@@ -288,7 +290,7 @@ class PubSubFeed(ConnectionReader, Upstream):
                         and len(response) == 3
                         and response[0] == self._commands.message
                     ):
-                        messages.append((self._topic(response[1]), response[2]))
+                        messages.append((self._topic(response[1]), _envelope.decode(response[2])))
                     else:
                         self._deliver(messages)
                         self._handle(response)
@@ -297,7 +299,7 @@ class PubSubFeed(ConnectionReader, Upstream):
         finally:
             self._deliver(messages)
 
-    def _deliver(self, messages: list[tuple[str, bytes]]) -> None:
+    def _deliver(self, messages: list[tuple[str, Message]]) -> None:
         if messages:
             self._hub.dispatch_many(messages)
             messages.clear()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import select
-import socket
 import time
 from typing import Any
 
 import redis
 from redis.exceptions import RedisError, ResponseError
 
+from ..channel import ORIGIN, Message
+from . import _envelope
 from ._connection import (
     ConnectionFactory,
     ConnectionLost,
@@ -22,7 +21,7 @@ from ._connection import (
 from ._hub import Hub, Upstream
 from ._inbox import Latch
 from ._stream_scripts import PROBE_SCRIPT, Probe, payload_of, text
-from .cursors import ORIGIN, StreamMessage
+from ._wakeup import WakeUp
 
 logger = logging.getLogger("broadcast_app")
 
@@ -35,8 +34,9 @@ PROBE_BATCH = 512
 UNBLOCK_RETRY = (0.001, 0.05)
 
 
-class _Topic:
-    """A listened topic: its key, confirmation, and the last ID delivered (or captured)."""
+class _StreamReadState:
+    """The reader's state for one listened stream: its topic and key, the latch that
+    confirms the topic, and the last ID delivered (or captured)."""
 
     __slots__ = ("broken", "key", "latch", "position", "seen", "topic")
 
@@ -70,7 +70,7 @@ class StreamsFeed(ConnectionReader, Upstream):
 
     def __init__(
         self,
-        hub: Hub[StreamMessage],
+        hub: Hub,
         connect: ConnectionFactory,
         client: redis.Redis,
         *,
@@ -85,10 +85,9 @@ class StreamsFeed(ConnectionReader, Upstream):
         self._prefix = prefix
         self._interval = health_check_interval
         self._retention = retention_seconds
-        self._topics: dict[str, _Topic] = {}
-        # The wake-up pair: listeners write to _waker, the reader selects on _alarm.
-        self._waker: socket.socket | None = None
-        self._alarm: socket.socket | None = None
+        self._topics: dict[str, _StreamReadState] = {}
+        # Listeners wake the reader; it exists while the reader thread runs.
+        self._wakeup: WakeUp | None = None
         self._reader_id = 0
         # The server process the positions refer to, and the one the reader reached last.
         self._run_id: str | None = None
@@ -100,11 +99,9 @@ class StreamsFeed(ConnectionReader, Upstream):
 
     def listen(self, topic: str) -> Latch:
         with self._lock:
-            state = self._topics[topic] = _Topic(topic, self._prefix + topic.encode())
+            state = self._topics[topic] = _StreamReadState(topic, self._prefix + topic.encode())
             if self._thread is None and not self._stopping.is_set():
-                self._waker, self._alarm = socket.socketpair()
-                self._waker.setblocking(False)
-                self._alarm.setblocking(False)
+                self._wakeup = WakeUp()
                 self._start_reader()
             else:
                 self._wake()
@@ -130,18 +127,8 @@ class StreamsFeed(ConnectionReader, Upstream):
 
     def _wake(self) -> None:
         """Make the reader look at the topics again. Call with ``_lock`` held."""
-        if self._waker is not None:
-            # A full buffer means a wake-up is pending anyway.
-            with contextlib.suppress(OSError):
-                self._waker.send(b"\0")
-
-    def _drain(self) -> None:
-        assert self._alarm is not None
-        try:
-            while self._alarm.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
+        if self._wakeup is not None:
+            self._wakeup.wake()
 
     def _unblock(self) -> bool:
         """End the reader's blocked XREAD; False if it was not (or not yet) blocked."""
@@ -197,10 +184,9 @@ class StreamsFeed(ConnectionReader, Upstream):
                 self._stopping.wait(backoff_delay(failures))
         finally:
             with self._lock:
-                for end in (self._waker, self._alarm):
-                    if end is not None:
-                        end.close()
-                self._waker = self._alarm = None
+                if self._wakeup is not None:
+                    self._wakeup.close()
+                self._wakeup = None
 
     def _open(self) -> SubscriberConnection | None:
         """Connect, and learn the connection's client ID; None if closing."""
@@ -263,11 +249,11 @@ class StreamsFeed(ConnectionReader, Upstream):
                 state.seen = (
                     int(probe.added) if probe.added else 0 if probe.kind == "none" else None
                 )
-                state.latch.set()
+                state.latch.set(state.position.decode())
             else:
                 self._break(state, probe.kind)
 
-    def _break(self, state: _Topic, kind: str) -> None:
+    def _break(self, state: _StreamReadState, kind: str) -> None:
         state.broken = True
         logger.error(
             "Topic %r cannot be received: the Redis key %r holds a %s, not a stream.",
@@ -278,8 +264,9 @@ class StreamsFeed(ConnectionReader, Upstream):
 
     def _serve(self, connection: SubscriberConnection) -> None:
         block_ms = max(1, int(self._interval * 1000))
+        assert self._wakeup is not None
         while not self._stopping.is_set():
-            self._drain()
+            self._wakeup.clear()
             self._capture(connection)
             with self._lock:
                 request = {
@@ -306,7 +293,7 @@ class StreamsFeed(ConnectionReader, Upstream):
 
     def _await_reply(self, connection: SubscriberConnection) -> Any:
         """Wait for the XREAD reply, ending the block early when woken."""
-        assert self._alarm is not None
+        assert self._wakeup is not None
         sock = getattr(connection, "_sock", None)
         if sock is None:
             raise ConnectionLost("the connection is closed")
@@ -319,13 +306,13 @@ class StreamsFeed(ConnectionReader, Upstream):
             if remaining <= 0:
                 raise ConnectionLost(f"no reply to XREAD within {2 * self._interval} s")
             wait = min(remaining, pause) if unblocking else remaining
-            readable, _, _ = select.select([sock, self._alarm], [], [], wait)
+            readable, woken = self._wakeup.wait(sock, wait)
             if self._stopping.is_set():
                 raise ConnectionLost("the feed is closing")
-            if sock in readable:
+            if readable:
                 continue
-            if self._alarm in readable:
-                self._drain()
+            if woken:
+                self._wakeup.clear()
                 unblocking = True
             if unblocking:
                 if self._unblock():
@@ -333,7 +320,9 @@ class StreamsFeed(ConnectionReader, Upstream):
                 else:
                     pause = min(pause * 2, UNBLOCK_RETRY[1])
 
-    def _find_broken(self, connection: SubscriberConnection, request: dict[bytes, _Topic]) -> None:
+    def _find_broken(
+        self, connection: SubscriberConnection, request: dict[bytes, _StreamReadState]
+    ) -> None:
         """After XREAD failed: stop reading keys that are no longer streams."""
         states = list(request.values())
         probes = self._probe(connection, [state.key for state in states])
@@ -345,8 +334,8 @@ class StreamsFeed(ConnectionReader, Upstream):
         for state, probe in broken:
             self._break(state, probe.kind)
 
-    def _deliver(self, reply: Any, request: dict[bytes, _Topic]) -> None:
-        messages: list[tuple[str, StreamMessage]] = []
+    def _deliver(self, reply: Any, request: dict[bytes, _StreamReadState]) -> None:
+        messages: list[tuple[str, Message]] = []
         for key, entries in reply.items() if isinstance(reply, dict) else reply:
             state = request.get(key)
             if state is None or not entries:
@@ -356,7 +345,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                     continue  # Unlistened meanwhile; a new listener starts afresh.
             topic = state.topic
             messages.extend(
-                (topic, StreamMessage(payload_of(fields), entry_id.decode()))
+                (topic, _envelope.decode(payload_of(fields), entry_id.decode()))
                 for entry_id, fields in entries
             )
             state.position = entries[-1][0]
@@ -366,14 +355,14 @@ class StreamsFeed(ConnectionReader, Upstream):
 
     def _idle(self, connection: SubscriberConnection) -> None:
         """With nothing to read: wait for a topic, checking the connection's health."""
-        assert self._alarm is not None
+        assert self._wakeup is not None
         sock = getattr(connection, "_sock", None)
         if sock is None:
             raise ConnectionLost("the connection is closed")
-        readable, _, _ = select.select([sock, self._alarm], [], [], self._interval)
-        if self._alarm in readable or self._stopping.is_set():
+        readable, woken = self._wakeup.wait(sock, self._interval)
+        if woken or self._stopping.is_set():
             return
-        if sock in readable:
+        if readable:
             connection.read_response()  # Only an error or a closed socket is expected.
             return
         connection.send_command("PING", check_health=False)

@@ -2,7 +2,6 @@
 
 Each node is a ``RedisServer`` in cluster mode on free loopback ports (client and bus),
 in its own temporary directory; the cluster is formed with ``redis-cli --cluster create``.
-No Django imports: ``bench/`` uses this module too.
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ from redis.cluster import ClusterNode as SeedNode
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from .servers import RedisServer, RedisServerError, Service, free_port, wait_until
+from .processes import Service, free_port, wait_until
+from .redis_server import RedisServer, RedisServerError
 
 #: Milliseconds after which an unreachable primary is failed over.
 NODE_TIMEOUT_MS = 1000

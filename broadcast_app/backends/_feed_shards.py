@@ -27,9 +27,9 @@ from redis.exceptions import (
 
 from ..exceptions import BroadcastChannelError
 from ._connection import ConnectionFactory, subscriber_connection
+from ._feed_pubsub import SHARDED_COMMANDS, PubSubFeed
 from ._hub import Hub, Upstream
 from ._inbox import Latch
-from ._pubsub import SHARDED_COMMANDS, PubSubFeed
 
 logger = logging.getLogger("broadcast_app")
 
@@ -54,7 +54,7 @@ class ShardFeed(PubSubFeed):
 
     def __init__(
         self,
-        hub: Hub[bytes],
+        hub: Hub,
         connect: ConnectionFactory,
         *,
         prefix: bytes,
@@ -106,7 +106,7 @@ class ShardRouter(Upstream):
 
     def __init__(
         self,
-        hub: Hub[bytes],
+        hub: Hub,
         cluster: Callable[[], RedisCluster],
         *,
         prefix: bytes,
