@@ -87,19 +87,19 @@ def _plan(options: argparse.Namespace) -> tuple[Plan, list[int]]:
 
 
 def _stream_paths() -> dict[str, str]:
-    """The view's URL and the fast path's (``stream_url``, token included)."""
+    """The view's URL and the fast path's (``stream_url``: the view's plus a token)."""
     # Imported once the settings module is chosen (``_run``).
     import django  # noqa: PLC0415
-    from django.urls import reverse  # noqa: PLC0415
 
     django.setup()
-    try:
-        from broadcast_app.tokens import stream_url  # noqa: PLC0415
+    from django.urls import reverse  # noqa: PLC0415
 
-        fast = stream_url(TOPIC)
-    except ImportError:  # Until tokens land: the stand-in trusts any token.
-        fast = reverse("broadcast_app:stream", kwargs={"topic": TOPIC}) + "?token=standin"
-    return {"view": reverse("broadcast_app:stream", kwargs={"topic": TOPIC}), "fast": fast}
+    from broadcast_app.tokens import stream_url  # noqa: PLC0415
+
+    return {
+        "view": reverse("broadcast_app:stream", kwargs={"topic": TOPIC}),
+        "fast": stream_url(TOPIC),
+    }
 
 
 def _progress(started: float, message: str) -> None:
@@ -127,12 +127,9 @@ def _run(options: argparse.Namespace) -> dict[str, Any]:
     os.environ["DJANGO_SECRET_KEY"] = secret_key
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.sse.settings"
     plan, counts = _plan(options)
-    from .app import FAST_PATH  # noqa: PLC0415  # Once the settings are chosen.
-
     flavours = [f for f in options.flavours if f == "asyncio" or importlib.util.find_spec(f)]
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fast_path": FAST_PATH,
         "counts": counts,
         "view_max": options.view_max,
         "plan": {key: value for key, value in vars(plan).items() if key != "paths"},
@@ -193,7 +190,7 @@ def main(argv: list[str]) -> int:
     table = report.rows(results)
     machine = results["machine"]
     print(
-        f"\nStreams at scale: fast path = {results['fast_path']}; one uvicorn worker "
+        f"\nStreams at scale: the fast path (with_streams) and the view; one uvicorn worker "
         f"({results['plan']['flavour']}), Redis Pub/Sub; {machine['cpus']} CPUs "
         f"({machine['cpu_model']}), Python {machine['python']}, {machine['redis_server']}; "
         f"load average {machine['load_average_at_start'][0]:.1f} at start, "

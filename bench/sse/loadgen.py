@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from tests.servers import end_process
+from localservers import end_process
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: Seconds a reply may take beyond the command's own timeout.

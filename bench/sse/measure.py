@@ -17,9 +17,9 @@ from typing import Any
 
 import redis
 
-from tests.servers import RedisServer
+from localservers import RedisServer, wait_until
 
-from ..stats import percentile, wait_until
+from ..stats import percentile
 from .loadgen import ClientPool
 from .server import StreamServer, Usage
 

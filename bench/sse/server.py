@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import LoggedProcess, RedisServer, free_port
+from localservers import LoggedProcess, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: Pending connections the listening socket queues: opens come thousands at a time.
