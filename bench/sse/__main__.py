@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import secrets
 import sys
 import time
 from datetime import UTC, datetime
@@ -29,7 +28,8 @@ from .. import environment
 from ..report import save, text_table
 from . import measure, report
 from .loadgen import ClientPool
-from .measure import TOPIC, Plan
+from .measure import Plan
+from .paths import configure, stream_paths
 
 FULL_COUNTS = [1000, 5000, 10_000, 20_000]
 QUICK_COUNTS = [200, 1000]
@@ -82,24 +82,8 @@ def _plan(options: argparse.Namespace) -> tuple[Plan, list[int]]:
     if options.messages:
         plan.messages = options.messages
     plan.flavour = options.flavours[0]
-    plan.paths = _stream_paths()
+    plan.paths = stream_paths()
     return plan, sorted(counts)
-
-
-def _stream_paths() -> dict[str, str]:
-    """The view's URL and the fast path's (``stream_url``: the view's plus a token)."""
-    # Imported once the settings module is chosen (``_run``).
-    import django  # noqa: PLC0415
-
-    django.setup()
-    from django.urls import reverse  # noqa: PLC0415
-
-    from broadcast_app.tokens import stream_url  # noqa: PLC0415
-
-    return {
-        "view": reverse("broadcast_app:stream", kwargs={"topic": TOPIC}),
-        "fast": stream_url(TOPIC),
-    }
 
 
 def _progress(started: float, message: str) -> None:
@@ -123,9 +107,7 @@ def _schedule(options: argparse.Namespace, counts: list[int]) -> list[tuple[str,
 
 def _run(options: argparse.Namespace) -> dict[str, Any]:
     environment.raise_fd_limit()
-    secret_key = secrets.token_urlsafe(40)
-    os.environ["DJANGO_SECRET_KEY"] = secret_key
-    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.sse.settings"
+    secret_key = configure()
     plan, counts = _plan(options)
     flavours = [f for f in options.flavours if f == "asyncio" or importlib.util.find_spec(f)]
     results: dict[str, Any] = {

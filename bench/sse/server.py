@@ -46,7 +46,8 @@ def usage(pid: int) -> Usage:
 
 
 class StreamServer(LoggedProcess):
-    """One uvicorn worker serving ``bench.sse.app`` on a free port, channel on ``redis``.
+    """One uvicorn worker serving ``bench.sse.app`` on a free port, its channel on
+    ``redis`` with ``backend`` (testproject's BROADCAST_BACKEND: "pubsub" or "streams").
 
     No ``--timeout-graceful-shutdown``: how SIGTERM ends the streams is measured.
     """
@@ -55,7 +56,12 @@ class StreamServer(LoggedProcess):
     stop_timeout = 15.0
 
     def __init__(
-        self, redis: RedisServer, secret_key: str, flavour: str = "asyncio", heartbeat: float = 15
+        self,
+        redis: RedisServer,
+        secret_key: str,
+        flavour: str = "asyncio",
+        backend: str = "pubsub",
+        heartbeat: float = 15,
     ) -> None:
         super().__init__(
             f"uvicorn ({flavour})",
@@ -65,6 +71,7 @@ class StreamServer(LoggedProcess):
                 "DJANGO_SETTINGS_MODULE": "bench.sse.settings",
                 "DJANGO_SECRET_KEY": secret_key,
                 "REDIS_URL": redis.url,
+                "BROADCAST_BACKEND": backend,
                 "BROADCAST_STREAM_HEARTBEAT": str(heartbeat),
                 "PYTHONUNBUFFERED": "1",
             },
