@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 DEMO_STAMP := $(VENV)/.demo-installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 
-.PHONY: test lint typecheck pytest demo bench system-deps clean
+.PHONY: test lint typecheck pytest demo bench soak system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ endif
 ifneq ($(BENCH),engine)
 	$(BIN)/python -m bench.sse $(BENCH_ARGS)
 endif
+
+# Redis killed with -9 and restarted every 60 s under 500 streams; SOAK_SECONDS long.
+SOAK_SECONDS ?= 600
+soak: $(BENCH_STAMP) system-deps
+	$(BIN)/python -m bench.sse.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results
