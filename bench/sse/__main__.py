@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import sys
 import time
 from datetime import UTC, datetime
@@ -27,11 +28,14 @@ from typing import Any
 from .. import environment
 from ..report import save, text_table
 from . import measure, report
+from .clients import FDS_WANTED
 from .loadgen import ClientPool
 from .measure import Plan
 from .paths import configure, stream_paths
 
 FULL_COUNTS = [1000, 5000, 10_000, 20_000]
+#: Descriptors a server needs besides its streams (listening socket, Redis, logs...).
+FDS_RESERVED = 64
 QUICK_COUNTS = [200, 1000]
 
 
@@ -83,7 +87,15 @@ def _plan(options: argparse.Namespace) -> tuple[Plan, list[int]]:
         plan.messages = options.messages
     plan.flavour = options.flavours[0]
     plan.paths = stream_paths()
-    return plan, sorted(counts)
+    return plan, sorted({min(n, streams_cap()) for n in counts})
+
+
+def streams_cap() -> int:
+    """The most streams one server process can hold: its open-files limit (raised as far
+    as the hard limit allows) less what it needs besides."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limit = FDS_WANTED if hard == resource.RLIM_INFINITY else min(FDS_WANTED, hard)
+    return limit - FDS_RESERVED
 
 
 def _progress(started: float, message: str) -> None:
@@ -113,6 +125,7 @@ def _run(options: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "counts": counts,
+        "streams_cap": streams_cap(),
         "view_max": options.view_max,
         "plan": {key: value for key, value in vars(plan).items() if key != "paths"},
         "runs": {},

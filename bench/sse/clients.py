@@ -33,6 +33,8 @@ except ImportError:
 
 #: Open files wanted: enough for 20,000 streams in one process, with room to spare.
 FDS_WANTED = 65536
+#: Seconds without a stream answering after which an ``open`` gives up.
+NO_PROGRESS_TIMEOUT = 20.0
 #: Bytes of an unfinished line kept between reads before the stream is judged broken.
 MAX_TAIL = 1 << 20
 
@@ -154,7 +156,8 @@ class Clients:
         stall: bool = False,
     ) -> dict[str, Any]:
         """Open ``count`` streams, at most ``concurrency`` connecting at once; return when
-        every one has its response headers, or failed, or ``timeout`` s passed."""
+        every one has its response headers or failed, or after ``timeout`` s, or when
+        none has for ``NO_PROGRESS_TIMEOUT`` s."""
         loop = asyncio.get_running_loop()
         target = self.groups.setdefault(group, Group(group))
         request = (
@@ -184,10 +187,15 @@ class Clients:
             target.streams.append(stream)
 
         first = len(target.streams)
-        tasks = [asyncio.ensure_future(one(first + index)) for index in range(count)]
-        pending: set[asyncio.Future[None]] = set()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
+        pending = {asyncio.ensure_future(one(first + index)) for index in range(count)}
+        progress = started
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=1.0)
+            now = time.monotonic()
+            progress = now if done else progress
+            # A server out of descriptors leaves connections in its accept queue forever.
+            if now - started >= timeout or now - progress >= NO_PROGRESS_TIMEOUT:
+                break
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

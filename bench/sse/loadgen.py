@@ -19,6 +19,8 @@ from typing import Any, Self
 
 from localservers import end_process
 
+from .server import usage
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: Seconds a reply may take beyond the command's own timeout.
 REPLY_MARGIN = 30.0
@@ -123,6 +125,10 @@ class ClientPool:
             "opened": statuses.get("200", 0),
             "timed_out": sum(reply["timed_out"] for reply in replies),
         }
+
+    def cpu_s(self) -> float:
+        """CPU seconds the client processes have used so far."""
+        return sum(usage(process.pid).cpu_s for process in self.processes)
 
     def latencies(self, group: str) -> list[float]:
         return [

@@ -199,6 +199,7 @@ def streams_at(
     with Run(redis_server, pool, plan, kind, secret_key) as run:
         idle = run.idle()
         opened = run.open("main", n)
+        after_open = run.server.usage()
         figures: dict[str, Any] = {"kind": kind, "n": n, "open": opened}
         if opened["opened"] < n:
             return figures | {"error": f"only {opened['opened']} of {n} streams opened"}
@@ -214,7 +215,18 @@ def streams_at(
             "rss_kib_per_stream": (held.rss_kib - idle.rss_kib) / n,
             "fds_above_idle": held.fds - idle.fds,
             "idle_cpu_percent": 100 * (quiet.cpu_s - held.cpu_s) / plan.idle_window,
-            "delivery": run.broadcast("main", n, 1.0, plan.messages, plan.payload_bytes),
+            # CPU time is what the machine's load does not change much: it explains the
+            # wall-clock figures of a busy machine.
+            "open_cpu_ms_per_stream": 1e3 * (after_open.cpu_s - idle.cpu_s) / n,
+        }
+        clients_before = run.pool.cpu_s()
+        figures["delivery"] = run.broadcast("main", n, 1.0, plan.messages, plan.payload_bytes)
+        deliveries = n * plan.messages
+        figures["delivery"] |= {
+            "server_cpu_us_per_delivery": 1e6
+            * (run.server.usage().cpu_s - quiet.cpu_s)
+            / deliveries,
+            "clients_cpu_us_per_delivery": 1e6 * (run.pool.cpu_s() - clients_before) / deliveries,
         }
         if drain:
             figures["drain"] = _drain(run)
