@@ -7,6 +7,7 @@ from django.core import checks
 from django.core.signals import setting_changed
 
 from . import checks as broadcast_checks
+from . import metrics
 from .channel import BroadcastChannel
 from .conf import DEFAULT_CHANNEL_ALIAS, get_channel, reset_channels
 
@@ -25,3 +26,4 @@ class BroadcastAppConfig(AppConfig):
         for check in broadcast_checks.ALL_CHECKS:
             checks.register(check, broadcast_checks.TAG)
         setting_changed.connect(reset_channels, dispatch_uid="broadcast_app.reset_channels")
+        metrics.register()  # Only when prometheus_client is installed.

@@ -130,6 +130,7 @@ class Subscription(AbstractContextManager["Subscription"], Protocol):
         exc_value: BaseException | None,
         traceback: types.TracebackType | None,
     ) -> bool | None:
+        """Close the subscription."""
         self.close()
         return None
 
@@ -285,10 +286,14 @@ class CursorTopic(Topic, CursorSubscriber):
     @abstractmethod
     def subscribe(
         self, cursor: str | None = None, *, buffer_bytes: int | None = None
-    ) -> CursorSubscription: ...
+    ) -> CursorSubscription:
+        """See ``CursorSubscriber.subscribe()``."""
+        ...
 
     @abstractmethod
-    def as_subscriber(self) -> CursorSubscriber: ...
+    def as_subscriber(self) -> CursorSubscriber:
+        """Return a read-only view of this topic, whose subscriptions take a cursor."""
+        ...
 
 
 class BroadcastChannel(Protocol):
@@ -317,6 +322,16 @@ class BroadcastChannel(Protocol):
         ...
 
     @abstractmethod
+    def stats(self) -> dict[str, int]:
+        """This process's figures for the channel, e.g. for a health page. Thread-safe.
+
+        ``subscriptions`` (live now) and the running totals since the channel was
+        built: ``messages_published_total``, ``messages_delivered_total`` (one per
+        receiving subscription), ``messages_dropped_total``, ``gaps_total`` and
+        ``reconnects_total``. ``broadcast_app.metrics`` exports them to Prometheus.
+        """
+
+    @abstractmethod
     def add_publish_listener(self, listener: PublishListener) -> Callable[[], None]:
         """Call ``listener(topic, message)`` after each successful publish made through
         this channel in this process; return a function that removes it. Thread-safe.
@@ -334,7 +349,9 @@ class BroadcastChannel(Protocol):
         """
 
     @abstractmethod
-    def __enter__(self) -> Self: ...
+    def __enter__(self) -> Self:
+        """Return the channel; leaving the context closes it."""
+        ...
 
     @abstractmethod
     def __exit__(
@@ -342,4 +359,6 @@ class BroadcastChannel(Protocol):
         exc_type: type[BaseException] | None,
         exc_value: BaseException | None,
         traceback: types.TracebackType | None,
-    ) -> None: ...
+    ) -> None:
+        """Close the channel."""
+        ...

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
-from .backends.base import BaseBroadcastChannel
-from .channel import BroadcastChannel
+from .channel import BroadcastChannel, ChannelFeatures
 
 DEFAULT_CHANNEL_ALIAS = "default"
 DEFAULT_BACKEND = "broadcast_app.backends.memory.InMemoryBroadcastChannel"
@@ -30,6 +29,29 @@ _ENTRY_KEYS = frozenset({"BACKEND", "LOCATION", "OPTIONS"})
 
 class InvalidChannelBackendError(ImproperlyConfigured):
     """``BROADCAST_CHANNELS`` names a backend that cannot be used."""
+
+
+class ChannelBackend(Protocol):
+    """What a BACKEND path names: a channel class that says what its channels can do,
+    and builds one from its settings entry.
+
+    Every class of ``broadcast_app.backends`` is one; the face needs nothing else of it.
+    """
+
+    @property
+    def features(self) -> ChannelFeatures:
+        """What the channels of this class can do, known before one is built."""
+        ...
+
+    def from_settings(
+        self, location: str | Sequence[str] | None, options: Mapping[str, Any], /
+    ) -> BroadcastChannel:
+        """Build a channel from LOCATION and OPTIONS, without I/O.
+
+        Raises:
+            TypeError, ValueError: LOCATION or OPTIONS are not usable.
+        """
+        ...
 
 
 #: ``authorizer(request, topic)``: True lets the request stream the topic, anything else
@@ -66,7 +88,7 @@ def channel_entry(alias: str) -> dict[str, Any]:
     return entry
 
 
-def parse_backend(alias: str, entry: object) -> type[BaseBroadcastChannel]:
+def parse_backend(alias: str, entry: object) -> ChannelBackend:
     """Return the backend class of an entry.
 
     Raises:
@@ -118,11 +140,11 @@ def parse_options(alias: str, entry: dict[str, Any]) -> dict[str, Any]:
     return dict(options)
 
 
-def import_backend(path: str) -> type[BaseBroadcastChannel]:
+def import_backend(path: str) -> ChannelBackend:
     """Return the channel class at dotted ``path``.
 
     Raises:
-        InvalidChannelBackendError: it cannot be imported or is not a broadcast channel class.
+        InvalidChannelBackendError: it cannot be imported or is not a ``ChannelBackend``.
     """
     try:
         backend = import_string(path)
@@ -130,34 +152,41 @@ def import_backend(path: str) -> type[BaseBroadcastChannel]:
         raise InvalidChannelBackendError(
             f"Could not import broadcast channel backend {path!r}: {exc}"
         ) from exc
-    if not (isinstance(backend, type) and issubclass(backend, BaseBroadcastChannel)):
+    # Asked of the class, as of a channel: what it can do, not what it descends from.
+    if not (
+        isinstance(backend, type)
+        and isinstance(getattr(backend, "features", None), ChannelFeatures)
+        and callable(getattr(backend, "from_settings", None))
+    ):
         raise InvalidChannelBackendError(
-            f"{path!r} is not a broadcast channel backend (a BaseBroadcastChannel subclass)."
+            f"{path!r} is not a broadcast channel backend (a channel class with features "
+            "and from_settings(), such as those of broadcast_app.backends)."
         )
-    return backend
+    return cast(ChannelBackend, backend)
 
 
 def build_channel(
     alias: str,
-    backend: type[BaseBroadcastChannel],
+    backend: ChannelBackend,
     location: str | list[str] | None,
     options: dict[str, Any],
-) -> BaseBroadcastChannel:
+) -> BroadcastChannel:
     """Build a channel with the backend's ``from_settings()``. No I/O.
 
     Raises:
         InvalidChannelBackendError: the backend rejects the LOCATION or the OPTIONS.
     """
+    # import_backend() checked that it is a class.
+    name = f"{backend.__module__}.{getattr(backend, '__qualname__', '')}"
     try:
         return backend.from_settings(location, options)
     except (TypeError, ValueError) as exc:
         raise InvalidChannelBackendError(
-            f"The broadcast channel {alias!r} cannot be built by "
-            f"{backend.__module__}.{backend.__qualname__}: {exc}"
+            f"The broadcast channel {alias!r} cannot be built by {name}: {exc}"
         ) from exc
 
 
-def create_channel(alias: str) -> BaseBroadcastChannel:
+def create_channel(alias: str) -> BroadcastChannel:
     """Build a new channel for ``alias`` from the settings. No I/O: backends connect lazily.
 
     Raises:
@@ -177,9 +206,9 @@ class ChannelHandler:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._channels: dict[str, BaseBroadcastChannel] = {}
+        self._channels: dict[str, BroadcastChannel] = {}
 
-    def __getitem__(self, alias: str) -> BaseBroadcastChannel:
+    def __getitem__(self, alias: str) -> BroadcastChannel:
         """Return the channel of ``alias``.
 
         Raises:
@@ -193,6 +222,11 @@ class ChannelHandler:
             if channel is None:
                 channel = self._channels[alias] = create_channel(alias)
             return channel
+
+    def built(self) -> dict[str, BroadcastChannel]:
+        """The channels built so far in this process, by alias."""
+        with self._lock:
+            return dict(self._channels)
 
     def reset(self) -> None:
         """Close every channel built so far and forget it (their subscriptions end)."""

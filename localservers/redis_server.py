@@ -7,6 +7,7 @@ temporary directory, with persistence off. Tests can kill, restart and freeze it
 from __future__ import annotations
 
 import atexit
+import functools
 import shutil
 import signal
 import socket
@@ -27,6 +28,8 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 #: Log lines quoted when a server fails to start.
 LOG_TAIL_LINES = 30
+#: The state of a listening socket in /proc/net/tcp.
+_TCP_LISTEN = "0A"
 
 _INSTALL_HINT = (
     "redis-server was not found on PATH. The tests start their own private Redis: install "
@@ -113,7 +116,7 @@ class RedisServer(Service):
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             process = self._launch()
-            wait_until(lambda p=process: _answers_ping(self.port) or p.poll() is not None, 5.0)
+            wait_until(functools.partial(self._answers_or_exited, process), 5.0)
             if process.poll() is None and _answers_ping(self.port) and self._serves(process):
                 self._process = process
                 self._started = True
@@ -133,6 +136,9 @@ class RedisServer(Service):
             else:
                 # restart(): the port must stay; wait for whoever holds it to let go.
                 time.sleep(0.1)
+
+    def _answers_or_exited(self, process: subprocess.Popen[bytes]) -> bool:
+        return _answers_ping(self.port) or process.poll() is not None
 
     def _serves(self, process: subprocess.Popen[bytes]) -> bool:
         # Another test run's server may have taken the port and answered the PING.
@@ -269,3 +275,32 @@ class RedisServer(Service):
         """Return how often the server has run ``command`` (``INFO commandstats``)."""
         stats = self._admin_client().info("commandstats").get(f"cmdstat_{command}", {})
         return int(stats.get("calls", 0))
+
+    def stream_ids(self, key: str, after: str = "0-0") -> list[str]:
+        """Return the IDs of the entries of stream ``key`` after ``after``, oldest first."""
+        ids: list[str] = []
+        with self.client() as client:  # Not decoding: the entries may hold any bytes.
+            while page := client.xrange(key, f"({after}", "+", count=1000):
+                ids += [entry_id.decode() for entry_id, _ in page]
+                after = ids[-1]
+        return ids
+
+    def error_replies(self, code: str) -> int:
+        """Return how many error replies with the code ``code`` (``NOAUTH``, ``WRONGTYPE``...)
+        the server has sent (``INFO errorstats``)."""
+        stats = self._admin_client().info("errorstats").get(f"errorstat_{code}", {})
+        return int(stats.get("count", 0))
+
+    def unaccepted_connections(self) -> int:
+        """Return the connections the kernel completed but the server has not accepted yet:
+        while it is paused, the clients that are trying to connect. Linux only."""
+        backlog = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as lines:
+                next(lines)  # The header.
+                for line in lines:
+                    _, local, _, state, queues, *_ = line.split()
+                    # A listening socket's receive queue is its accept backlog.
+                    if state == _TCP_LISTEN and int(local.rsplit(":", 1)[1], 16) == self.port:
+                        backlog += int(queues.split(":")[1], 16)
+        return backlog

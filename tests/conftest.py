@@ -22,6 +22,9 @@ from localservers import LocalCluster, RedisServer
 
 from .waiting import wait_until
 
+#: Fixtures of the Django and demo tests, kept beside their helpers.
+pytest_plugins = ["tests.django_fixtures", "tests.demo_fixtures"]
+
 #: Seconds resources may take to go away once their owner closed them.
 LEAK_GRACE = 2.0
 
@@ -72,7 +75,7 @@ class ChannelFactory:
         # while the channel is still open.
         for server in self._inspectable_servers():
             for name in self._topic_names:
-                if not self._settles(errors, server, lambda s=server, n=name: not self._subs(s, n)):
+                if not self._settles(errors, server, lambda: not self._subs(server, name)):
                     errors.append(
                         f"{name!r} still has {self._subs(server, name)} Redis subscribers"
                     )
@@ -83,9 +86,7 @@ class ChannelFactory:
                 errors.append(f"{closer!r} raised {exc!r}")
         for server in self._inspectable_servers():
             baseline = self._baselines[server]
-            if not self._settles(
-                errors, server, lambda s=server, b=baseline: s.connected_clients() <= b
-            ):
+            if not self._settles(errors, server, lambda: server.connected_clients() <= baseline):
                 errors.append(
                     f"{server!r} has {server.connected_clients()} connections after close, "
                     f"{baseline} before the test: {server.clients()}"
@@ -118,28 +119,15 @@ def _memory(factory: ChannelFactory, server: RedisServer | None, **options: Any)
     return InMemoryBroadcastChannel(**options)
 
 
-def _redis_pubsub(protocol: int) -> BackendFactory:
+def _on_one_server(channel_class: type[Any], protocol: int) -> BackendFactory:
+    """Channels of ``channel_class`` on a client of one server, speaking RESP ``protocol``."""
+
     def make(factory: ChannelFactory, server: RedisServer | None, **options: Any) -> Any:
         client = factory.redis_server(server).client(protocol=protocol)
         factory.add_closer(client.close)
-        return RedisBroadcastChannel(client, **options)
+        return channel_class(client, **options)
 
     return make
-
-
-def _streams(protocol: int) -> BackendFactory:
-    def make(factory: ChannelFactory, server: RedisServer | None, **options: Any) -> Any:
-        client = factory.redis_server(server).client(protocol=protocol)
-        factory.add_closer(client.close)
-        return StreamsBroadcastChannel(client, **options)
-
-    return make
-
-
-def _sharded(factory: ChannelFactory, server: RedisServer | None, **options: Any) -> Any:
-    client = factory.redis_server(server).client(protocol=2)
-    factory.add_closer(client.close)
-    return ShardedRedisBroadcastChannel(client, **options)
 
 
 def _sharded_cluster(factory: ChannelFactory, server: RedisServer | None, **options: Any) -> Any:
@@ -159,12 +147,13 @@ def _sharded_cluster(factory: ChannelFactory, server: RedisServer | None, **opti
 #: Register closers with ``channel_factory.add_closer``; the channel itself is closed for you.
 BACKENDS: dict[str, BackendFactory] = {
     "memory": _memory,
-    "redis-resp2": _redis_pubsub(2),
-    "redis-resp3": _redis_pubsub(3),
-    "sharded": _sharded,  # RESP2; the cluster runs redis-py's default, RESP3.
+    "redis-resp2": _on_one_server(RedisBroadcastChannel, 2),
+    "redis-resp3": _on_one_server(RedisBroadcastChannel, 3),
+    # RESP2; the cluster runs redis-py's default, RESP3.
+    "sharded": _on_one_server(ShardedRedisBroadcastChannel, 2),
     "sharded-cluster": _sharded_cluster,
-    "streams": _streams(3),
-    "streams-resp2": _streams(2),
+    "streams": _on_one_server(StreamsBroadcastChannel, 3),
+    "streams-resp2": _on_one_server(StreamsBroadcastChannel, 2),
 }
 #: Backends whose subscribers ``PUBSUB SHARDNUMSUB`` counts.
 SHARDED_BACKENDS = frozenset({"sharded", "sharded-cluster"})

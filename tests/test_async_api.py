@@ -9,15 +9,18 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from broadcast_app import SubscriptionClosedError
 
-from .waiting import PROMPTLY, WAIT
+from .waiting import PROMPTLY, WAIT, ablocked
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
 
 
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
@@ -25,13 +28,7 @@ def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(asyncio.wait_for(coroutine, 30))
 
 
-async def blocked(task: asyncio.Task[Any]) -> None:
-    """Give ``task`` time to block, and check that it did."""
-    await asyncio.sleep(0.1)
-    assert not task.done(), "the task finished without a message"
-
-
-def test_async_with_and_areceive(channel, topic_name):
+def test_async_with_and_areceive(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> None:
@@ -44,7 +41,7 @@ def test_async_with_and_areceive(channel, topic_name):
     run(main())
 
 
-def test_first_areceive_starts_the_subscription(channel, topic_name):
+def test_first_areceive_starts_the_subscription(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> None:
@@ -59,7 +56,7 @@ def test_first_areceive_starts_the_subscription(channel, topic_name):
     run(main())
 
 
-def test_async_for_keeps_publish_order(channel, topic_name):
+def test_async_for_keeps_publish_order(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> list[bytes]:
@@ -76,7 +73,7 @@ def test_async_for_keeps_publish_order(channel, topic_name):
     assert run(main()) == [b"%d" % number for number in range(20)]
 
 
-def test_async_for_starts_the_subscription(channel, topic_name):
+def test_async_for_starts_the_subscription(channel: Any, topic_name: str) -> None:
     """Everything published after ``async for`` started arrives: the numbers are consecutive."""
     topic = channel.topic(topic_name)
 
@@ -97,7 +94,7 @@ def test_async_for_starts_the_subscription(channel, topic_name):
             while not consumer.done():
                 await topic.apublish(str(number).encode())
                 number += 1
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.002)  # Paced, and the consumer gets the loop.
             return await consumer
         finally:
             await sub.aclose()
@@ -106,7 +103,7 @@ def test_async_for_starts_the_subscription(channel, topic_name):
     assert got == list(range(got[0], got[0] + 30))
 
 
-def test_apublish_rejects_what_is_not_bytes(channel, topic_name):
+def test_apublish_rejects_what_is_not_bytes(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> None:
@@ -120,7 +117,7 @@ def test_apublish_rejects_what_is_not_bytes(channel, topic_name):
     run(main())
 
 
-def test_binary_payloads_round_trip(channel, topic_name):
+def test_binary_payloads_round_trip(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     payloads = [bytes(range(256)), b"", os.urandom(1 << 20)]
 
@@ -134,7 +131,9 @@ def test_binary_payloads_round_trip(channel, topic_name):
 
 
 @pytest.mark.parametrize("timeout", [0.05, 0.3])
-def test_areceive_returns_none_after_the_timeout(channel, topic_name, timeout):
+def test_areceive_returns_none_after_the_timeout(
+    channel: Any, topic_name: str, timeout: float
+) -> None:
     async def main() -> float:
         async with channel.topic(topic_name).subscribe() as sub:
             started = time.monotonic()
@@ -145,7 +144,9 @@ def test_areceive_returns_none_after_the_timeout(channel, topic_name, timeout):
 
 
 @pytest.mark.parametrize(("bad", "error"), [(-1, ValueError), ("1", TypeError)])
-def test_areceive_rejects_a_bad_timeout(channel, topic_name, bad, error):
+def test_areceive_rejects_a_bad_timeout(
+    channel: Any, topic_name: str, bad: object, error: type[Exception]
+) -> None:
     async def main() -> None:
         async with channel.topic(topic_name).subscribe() as sub:
             with pytest.raises(error, match="timeout"):
@@ -154,11 +155,13 @@ def test_areceive_rejects_a_bad_timeout(channel, topic_name, bad, error):
     run(main())
 
 
-def test_aclose_wakes_a_blocked_areceive(channel, topic_name, record_property):
+def test_aclose_wakes_a_blocked_areceive(
+    channel: Any, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
     async def main() -> float:
         async with channel.topic(topic_name).subscribe() as sub:
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             closed_at = time.monotonic()
             await sub.aclose()
             with pytest.raises(SubscriptionClosedError):
@@ -170,7 +173,7 @@ def test_aclose_wakes_a_blocked_areceive(channel, topic_name, record_property):
     assert latency < PROMPTLY
 
 
-def test_aclose_ends_a_blocked_async_for(channel, topic_name):
+def test_aclose_ends_a_blocked_async_for(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> list[bytes]:
@@ -180,18 +183,18 @@ def test_aclose_ends_a_blocked_async_for(channel, topic_name):
             return [message async for message in sub]
 
         consumer = asyncio.create_task(consume())
-        await blocked(consumer)
+        await ablocked(consumer)
         await sub.aclose()
         return await asyncio.wait_for(consumer, PROMPTLY)
 
     assert run(main()) == []
 
 
-def test_close_from_another_thread_wakes_a_task(channel, topic_name):
+def test_close_from_another_thread_wakes_a_task(channel: Any, topic_name: str) -> None:
     async def main() -> None:
         async with channel.topic(topic_name).subscribe() as sub:
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             await asyncio.to_thread(sub.close)
             with pytest.raises(SubscriptionClosedError):
                 await asyncio.wait_for(receiver, PROMPTLY)
@@ -199,20 +202,20 @@ def test_close_from_another_thread_wakes_a_task(channel, topic_name):
     run(main())
 
 
-def test_publish_from_another_thread_wakes_a_task(channel, topic_name):
+def test_publish_from_another_thread_wakes_a_task(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> bytes | None:
         async with topic.subscribe() as sub:
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             await asyncio.to_thread(topic.publish, b"from a thread")
             return await asyncio.wait_for(receiver, WAIT)
 
     assert run(main()) == b"from a thread"
 
 
-def test_closed_subscription_receives_and_yields_nothing(channel, topic_name):
+def test_closed_subscription_receives_and_yields_nothing(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> None:
@@ -231,13 +234,13 @@ def test_closed_subscription_receives_and_yields_nothing(channel, topic_name):
     run(main())
 
 
-def test_cancelled_areceive_leaves_the_subscription_usable(channel, topic_name):
+def test_cancelled_areceive_leaves_the_subscription_usable(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> None:
         async with topic.subscribe() as sub:
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             receiver.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await receiver
@@ -247,12 +250,12 @@ def test_cancelled_areceive_leaves_the_subscription_usable(channel, topic_name):
             await topic.apublish(b"after the cancellations")
             assert await sub.areceive(WAIT) == b"after the cancellations"
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             await topic.apublish(b"to a new waiter")
             assert await asyncio.wait_for(receiver, WAIT) == b"to a new waiter"
 
             receiver = asyncio.create_task(sub.areceive(None))
-            await blocked(receiver)
+            await ablocked(receiver)
             receiver.cancel()
             await sub.aclose()
         with pytest.raises(asyncio.CancelledError):
@@ -263,7 +266,9 @@ def test_cancelled_areceive_leaves_the_subscription_usable(channel, topic_name):
     run(main())
 
 
-def test_many_async_subscribers_share_one_loop_without_threads(channel, topic_name):
+def test_many_async_subscribers_share_one_loop_without_threads(
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     subscribers, count = 100, 10
 
@@ -276,7 +281,7 @@ def test_many_async_subscribers_share_one_loop_without_threads(channel, topic_na
                 return [await sub.areceive(None) for _ in range(count)]
 
             consumers = [asyncio.create_task(consume(sub)) for sub in subs]
-            await asyncio.sleep(0.1)
+            await ablocked(*consumers)  # Every consumer waits for its first message.
             extra_threads = threading.active_count() - threads_before
             for number in range(count):
                 topic.publish(b"%d" % number)
@@ -288,7 +293,7 @@ def test_many_async_subscribers_share_one_loop_without_threads(channel, topic_na
     assert received == [[b"%d" % number for number in range(count)]] * subscribers
 
 
-def test_loops_in_several_threads_each_get_their_messages(channel, topic_name):
+def test_loops_in_several_threads_each_get_their_messages(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     loops, subscribers_per_loop = 3, 10
     ready = threading.Barrier(loops + 1)
@@ -300,7 +305,10 @@ def test_loops_in_several_threads_each_get_their_messages(channel, topic_name):
                 for _ in range(subscribers_per_loop)
             ]
             await asyncio.to_thread(ready.wait, WAIT)
-            return await asyncio.gather(*(sub.areceive(WAIT) for sub in subs))
+            received: list[bytes | None] = await asyncio.gather(
+                *(sub.areceive(WAIT) for sub in subs)
+            )
+            return received
 
     results: list[Any] = [None] * loops
 
@@ -317,19 +325,20 @@ def test_loops_in_several_threads_each_get_their_messages(channel, topic_name):
     assert results == [[b"to every loop"] * subscribers_per_loop] * loops
 
 
-def test_channel_serves_one_event_loop_after_another(channel, topic_name):
+def test_channel_serves_one_event_loop_after_another(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def round_trip(payload: bytes) -> bytes | None:
         async with topic.subscribe() as sub:
             await topic.apublish(payload)
-            return await sub.areceive(WAIT)
+            received: bytes | None = await sub.areceive(WAIT)
+            return received
 
     assert run(round_trip(b"first loop")) == b"first loop"
     assert run(round_trip(b"second loop")) == b"second loop"
 
 
-def test_slow_async_subscriber_keeps_the_newest_messages(channel_factory):
+def test_slow_async_subscriber_keeps_the_newest_messages(channel_factory: ChannelFactory) -> None:
     channel = channel_factory(buffer_size=2)
     topic = channel.topic(channel_factory.topic_name())
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from broadcast_app import SubscriptionClosedError
 
-from .waiting import PROMPTLY, WAIT
+from .channel_helpers import drop_and_collect
+from .waiting import PROMPTLY, WAIT, blocked
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
 
-def test_close_is_idempotent(channel, topic_name):
+def test_close_is_idempotent(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     never_started = topic.subscribe()
     never_started.close()
@@ -25,7 +29,7 @@ def test_close_is_idempotent(channel, topic_name):
     started.close()
 
 
-def test_close_from_other_threads(channel, topic_name, background):
+def test_close_from_other_threads(channel: Any, topic_name: str, background: type[Task]) -> None:
     with channel.topic(topic_name).subscribe() as sub:
         start = threading.Barrier(8)
 
@@ -39,7 +43,12 @@ def test_close_from_other_threads(channel, topic_name, background):
             sub.receive(0)
 
 
-def test_close_wakes_a_blocked_receive(channel, topic_name, record_property, background):
+def test_close_wakes_a_blocked_receive(
+    channel: Any,
+    topic_name: str,
+    record_property: Callable[[str, object], None],
+    background: type[Task],
+) -> None:
     with channel.topic(topic_name).subscribe() as sub:
 
         def consume() -> float:
@@ -48,8 +57,7 @@ def test_close_wakes_a_blocked_receive(channel, topic_name, record_property, bac
             return time.monotonic()
 
         consumer = background(consume)
-        time.sleep(0.2)
-        assert consumer.is_alive(), "receive(timeout=None) returned without a message"
+        blocked(consumer)
         closed_at = time.monotonic()
         sub.close()
         latency = consumer.result() - closed_at
@@ -58,7 +66,13 @@ def test_close_wakes_a_blocked_receive(channel, topic_name, record_property, bac
 
 
 @pytest.mark.parametrize("entered", [True, False], ids=["entered", "started-by-iterator"])
-def test_close_ends_a_blocked_iterator(channel, topic_name, entered, record_property, background):
+def test_close_ends_a_blocked_iterator(
+    channel: Any,
+    topic_name: str,
+    entered: bool,
+    record_property: Callable[[str, object], None],
+    background: type[Task],
+) -> None:
     topic = channel.topic(topic_name)
     sub = topic.subscribe()
     if entered:
@@ -77,7 +91,7 @@ def test_close_ends_a_blocked_iterator(channel, topic_name, entered, record_prop
         # Without the context manager the iterator subscribes in its thread: retry until then.
         while not first_arrived.wait(0.05):
             topic.publish(b"first")
-        time.sleep(0.1)
+        blocked(consumer)  # Iterating on, waiting for a next message.
     finally:
         closed_at = time.monotonic()
         sub.close()
@@ -87,13 +101,15 @@ def test_close_ends_a_blocked_iterator(channel, topic_name, entered, record_prop
     assert got[0] == b"first"
 
 
-def test_closed_subscription_receives_and_yields_nothing(channel, topic_name):
+def test_closed_subscription_receives_and_yields_nothing(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     never_started = topic.subscribe()
     never_started.close()
-    with topic.subscribe() as started:
+    with topic.subscribe() as started, topic.subscribe() as witness:
         topic.publish(b"buffered, then discarded")
-        time.sleep(0.1)
+        # A topic's subscriptions get a message in the order they joined: once the witness
+        # has it, ``started`` holds it in its buffer.
+        assert witness.receive(WAIT) == b"buffered, then discarded"
     for sub in (never_started, started):
         with pytest.raises(SubscriptionClosedError):
             sub.receive()
@@ -102,7 +118,9 @@ def test_closed_subscription_receives_and_yields_nothing(channel, topic_name):
         assert list(sub) == []
 
 
-def test_closing_the_channel_closes_its_subscriptions(channel_factory, background):
+def test_closing_the_channel_closes_its_subscriptions(
+    channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     channel = channel_factory()
     topic = channel.topic(channel_factory.topic_name())
     with topic.subscribe() as iterated, topic.subscribe() as received:
@@ -112,7 +130,7 @@ def test_closing_the_channel_closes_its_subscriptions(channel_factory, backgroun
                 received.receive(timeout=None)
 
         consumers = [background(list, iterated), background(receive)]
-        time.sleep(0.1)
+        blocked(*consumers)
         channel.close()
         assert consumers[0].result(PROMPTLY) == []
         consumers[1].result(PROMPTLY)
@@ -120,7 +138,9 @@ def test_closing_the_channel_closes_its_subscriptions(channel_factory, backgroun
             iterated.receive(0)
 
 
-def test_unclosed_subscription_is_released_by_the_garbage_collector(channel, topic_name):
+def test_unclosed_subscription_is_released_by_the_garbage_collector(
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     sub = topic.subscribe()
     assert sub.receive(0) is None
@@ -131,9 +151,3 @@ def test_unclosed_subscription_is_released_by_the_garbage_collector(channel, top
     with topic.subscribe() as sub:
         topic.publish(b"still works")
         assert sub.receive(WAIT) == b"still works"
-
-
-def drop_and_collect(objects: list[Any]) -> None:
-    """Drop what may be the last references to ``objects`` and run the collector."""
-    objects.clear()
-    gc.collect()

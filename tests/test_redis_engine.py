@@ -11,20 +11,25 @@ import os
 import threading
 import time
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.exceptions import BroadcastChannelError
+from localservers import RedisServer
 
-from .redis_helpers import (
+from .channel_helpers import (
     both_protocols,
     engine_threads,
+    publishing,
     resp3,
     subscribe_and_deliver,
 )
-from .waiting import PROMPTLY, WAIT, wait_until
+from .waiting import PROMPTLY, QUIET, WAIT, blocked, holds_for, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
 
 def first_message(subscription: Any) -> bytes:
@@ -37,8 +42,8 @@ def first_message(subscription: Any) -> bytes:
 
 
 def test_a_thousand_subscriptions_share_one_connection_and_one_thread(
-    restartable_redis, no_thread_leaks
-):
+    restartable_redis: RedisServer, no_thread_leaks: None
+) -> None:
     server = restartable_redis
     before = set(threading.enumerate())
     names = [f"load:{number}" for number in range(100)]
@@ -68,7 +73,9 @@ def test_a_thousand_subscriptions_share_one_connection_and_one_thread(
 
 
 @resp3
-def test_closing_the_channel_releases_its_connection_and_reader(restartable_redis, channel_factory):
+def test_closing_the_channel_releases_its_connection_and_reader(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     before = set(threading.enumerate())
     channel = channel_factory(server=restartable_redis)
     topic = channel.topic(channel_factory.topic_name())
@@ -90,8 +97,8 @@ def test_closing_the_channel_releases_its_connection_and_reader(restartable_redi
 @both_protocols
 @pytest.mark.parametrize("names", ["same-topic", "new-topic-each-trial"])
 def test_a_message_published_by_another_client_right_after_enter_arrives(
-    restartable_redis, channel_factory, names
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, names: str
+) -> None:
     channel = channel_factory(server=restartable_redis)
     publisher = restartable_redis.client()
     channel_factory.add_closer(publisher.close)
@@ -106,7 +113,9 @@ def test_a_message_published_by_another_client_right_after_enter_arrives(
 
 
 @both_protocols
-def test_joining_a_topic_already_listened_to_sends_no_command(restartable_redis, channel_factory):
+def test_joining_a_topic_already_listened_to_sends_no_command(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     topic = channel.topic(channel_factory.topic_name())
@@ -118,8 +127,7 @@ def test_joining_a_topic_already_listened_to_sends_no_command(restartable_redis,
             for sub in (first, second, third):
                 assert sub.receive(WAIT) == b"shared"
         # Leaving while another local subscriber stays sends nothing either.
-        time.sleep(0.1)
-        assert server.command_calls("unsubscribe") == 0
+        assert holds_for(lambda: server.command_calls("unsubscribe") == 0, QUIET)
         topic.publish(b"still there")
         assert first.receive(WAIT) == b"still there"
     assert wait_until(lambda: server.command_calls("unsubscribe") == 1, PROMPTLY)
@@ -127,7 +135,9 @@ def test_joining_a_topic_already_listened_to_sends_no_command(restartable_redis,
 
 
 @resp3
-def test_joining_a_listened_topic_works_while_redis_is_frozen(restartable_redis, channel_factory):
+def test_joining_a_listened_topic_works_while_redis_is_frozen(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     channel = channel_factory(server=restartable_redis, subscribe_timeout=0.5)
     topic = channel.topic(channel_factory.topic_name())
     new_topic = channel.topic(channel_factory.topic_name())
@@ -152,8 +162,8 @@ def test_joining_a_listened_topic_works_while_redis_is_frozen(restartable_redis,
 
 @both_protocols
 def test_a_topic_can_be_left_and_joined_again_quickly_from_many_threads(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     name = channel_factory.topic_name()
@@ -198,19 +208,21 @@ def cpu_seconds(threads: list[threading.Thread]) -> float:
 
 
 @resp3
-def test_idle_subscriptions_use_no_cpu(restartable_redis, channel_factory, background):
+def test_idle_subscriptions_use_no_cpu(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     before = set(threading.enumerate())
     channel = channel_factory(server=restartable_redis)
     topics = [channel.topic(channel_factory.topic_name()) for _ in range(10)]
     with ExitStack() as stack:
         subs = [stack.enter_context(topic.subscribe()) for topic in topics for _ in range(10)]
         # Some consumers wait in a blocked iteration, the others are not being read.
-        blocked = [background(first_message, sub) for sub in subs[::10]]
-        time.sleep(0.2)
+        consumers = [background(first_message, sub) for sub in subs[::10]]
+        blocked(*consumers)
         ours = [thread for thread in threading.enumerate() if thread not in before]
         assert len(ours) == 11, [thread.name for thread in ours]
         ours_before, process_before = cpu_seconds(ours), time.process_time()
-        time.sleep(1.0)
+        time.sleep(1.0)  # The idle second measured.
         used_by_ours = cpu_seconds(ours) - ours_before
         used_by_process = time.process_time() - process_before
         # The reader and the blocked consumers; the process also runs other tests' idle
@@ -221,34 +233,26 @@ def test_idle_subscriptions_use_no_cpu(restartable_redis, channel_factory, backg
             topic.publish(b"wake up")
         for sub in subs[1:2] + subs[-1:]:
             assert sub.receive(WAIT) == b"wake up"
-        for task in blocked:
+        for task in consumers:
             assert task.result(WAIT) == b"wake up"
 
 
 @resp3
 def test_receive_times_out_after_its_timeout_despite_other_traffic(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     channel = channel_factory(server=restartable_redis)
     quiet = channel.topic(channel_factory.topic_name())
     busy = channel.topic(channel_factory.topic_name())
-    stop = threading.Event()
-
-    def publish_until_stopped() -> None:
-        while not stop.is_set():
-            busy.publish(b"noise")
-            stop.wait(0.01)
-
-    with quiet.subscribe() as sub, busy.subscribe() as busy_sub:
-        publisher = background(publish_until_stopped)
-        try:
-            assert busy_sub.receive(WAIT) == b"noise"
-            started = time.monotonic()
-            assert sub.receive(timeout=0.3) is None
-            elapsed = time.monotonic() - started
-        finally:
-            stop.set()
-            publisher.result()
+    with (
+        quiet.subscribe() as sub,
+        busy.subscribe() as busy_sub,
+        publishing(background, busy, b"noise", 0.01),
+    ):
+        assert busy_sub.receive(WAIT) == b"noise"
+        started = time.monotonic()
+        assert sub.receive(timeout=0.3) is None
+        elapsed = time.monotonic() - started
     assert 0.28 <= elapsed < 0.3 + PROMPTLY
 
 
@@ -257,8 +261,11 @@ def test_receive_times_out_after_its_timeout_despite_other_traffic(
 
 @both_protocols
 def test_a_slow_subscriber_does_not_hold_up_a_fast_one(
-    restartable_redis, channel_factory, background, caplog
-):
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    background: type[Task],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="broadcast_app")
     channel = channel_factory(server=restartable_redis, buffer_size=10)
     publisher = restartable_redis.client()
@@ -280,7 +287,7 @@ def test_a_slow_subscriber_does_not_hold_up_a_fast_one(
             for number in range(start, start + burst):
                 publisher.publish(name, b"%03d" % number)
             # Bursts of half a buffer: the fast consumer cannot overflow however loaded.
-            assert wait_until(lambda s=start: len(received) == s + burst, WAIT), len(received)
+            assert wait_until(lambda: len(received) == start + burst, WAIT), len(received)
         consumer.result()
         assert received == [b"%03d" % number for number in range(total)]
         assert (fast.dropped, fast.gaps) == (0, 0)

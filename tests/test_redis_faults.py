@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -20,13 +21,13 @@ from broadcast_app.exceptions import (
     PublishError,
     SubscriptionClosedError,
 )
+from localservers import RedisServer
 
-from .redis_helpers import (
-    both_protocols,
-    engine_threads,
-    resp3,
-)
-from .waiting import PROMPTLY, WAIT, wait_until
+from .channel_helpers import both_protocols, engine_threads, resp3
+from .waiting import PROMPTLY, WAIT, blocked, holds_for, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
 
 def logged(caplog: pytest.LogCaptureFixture, level: int, text: str) -> bool:
@@ -45,8 +46,11 @@ def enter(subscription: object) -> object:
 
 @both_protocols
 def test_subscriptions_survive_a_redis_restart(
-    restartable_redis, channel_factory, background, caplog
-):
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    background: type[Task],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="broadcast_app")
     server = restartable_redis
     channel = channel_factory(server=server)
@@ -84,7 +88,9 @@ def test_subscriptions_survive_a_redis_restart(
 
 
 @resp3
-def test_several_restarts_in_a_row(restartable_redis, channel_factory):
+def test_several_restarts_in_a_row(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     before = set(threading.enumerate())
     server = restartable_redis
     channel = channel_factory(server=server)
@@ -93,7 +99,7 @@ def test_several_restarts_in_a_row(restartable_redis, channel_factory):
     with topic.subscribe() as sub:
         for cycle in range(1, 4):
             server.kill()
-            assert wait_until(lambda c=cycle: sub.gaps == c, WAIT), (cycle, sub.gaps)
+            assert wait_until(lambda: sub.gaps == cycle, WAIT), (cycle, sub.gaps)
             server.restart()
             assert wait_until(lambda: server.numsub(name) == 1, WAIT), cycle
             topic.publish(b"cycle %d" % cycle)
@@ -106,7 +112,9 @@ def test_several_restarts_in_a_row(restartable_redis, channel_factory):
 
 
 @resp3
-def test_a_restart_resubscribes_every_topic(restartable_redis, channel_factory):
+def test_a_restart_resubscribes_every_topic(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     # More topics than one re-subscription command carries.
@@ -127,7 +135,9 @@ def test_a_restart_resubscribes_every_topic(restartable_redis, channel_factory):
     assert wait_until(lambda: server.subscriber_ids() == [], PROMPTLY)
 
 
-def test_publishing_while_redis_is_down_raises_publish_error(restartable_redis, no_thread_leaks):
+def test_publishing_while_redis_is_down_raises_publish_error(
+    restartable_redis: RedisServer, no_thread_leaks: None
+) -> None:
     channel = RedisBroadcastChannel.from_url(restartable_redis.url)
     try:
         topic = channel.topic("down")
@@ -147,8 +157,8 @@ def test_publishing_while_redis_is_down_raises_publish_error(restartable_redis, 
 
 
 def test_publishing_to_a_frozen_redis_fails_within_the_clients_timeout(
-    restartable_redis, no_thread_leaks
-):
+    restartable_redis: RedisServer, no_thread_leaks: None
+) -> None:
     channel = RedisBroadcastChannel.from_url(restartable_redis.url, socket_timeout=0.3)
     try:
         topic = channel.topic("frozen")
@@ -173,8 +183,8 @@ def test_publishing_to_a_frozen_redis_fails_within_the_clients_timeout(
 
 @resp3
 def test_subscribing_during_an_outage_fails_after_subscribe_timeout(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server, subscribe_timeout=0.5)
     name, new_name = channel_factory.topic_name(), channel_factory.topic_name()
@@ -202,8 +212,8 @@ def test_subscribing_during_an_outage_fails_after_subscribe_timeout(
 
 @resp3
 def test_subscribing_during_an_outage_waits_for_the_recovery(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     name, new_name = channel_factory.topic_name(), channel_factory.topic_name()
@@ -212,8 +222,7 @@ def test_subscribing_during_an_outage_waits_for_the_recovery(
         server.kill()
         assert wait_until(lambda: sub.gaps == 1, WAIT)
         pending = [background(enter, topic.subscribe()) for topic in (live, new)]
-        time.sleep(0.3)
-        assert all(task.is_alive() for task in pending), "confirmed while Redis is down"
+        blocked(*pending)  # Not confirmed while Redis is down.
         server.restart()
         joined, late = (task.result(WAIT) for task in pending)
         try:
@@ -232,8 +241,11 @@ def test_subscribing_during_an_outage_waits_for_the_recovery(
 
 @resp3
 def test_a_channel_made_while_redis_is_down_connects_when_it_comes_up(
-    restartable_redis, channel_factory, background, caplog
-):
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    background: type[Task],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="broadcast_app")
     server = restartable_redis
     channel = channel_factory(server=server)
@@ -251,7 +263,9 @@ def test_a_channel_made_while_redis_is_down_connects_when_it_comes_up(
 
 
 @resp3
-def test_closing_during_an_outage_is_prompt(restartable_redis, channel_factory):
+def test_closing_during_an_outage_is_prompt(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     before = set(threading.enumerate())
     channel = channel_factory(server=restartable_redis)
     with channel.topic(channel_factory.topic_name()).subscribe() as sub:
@@ -269,7 +283,11 @@ def test_closing_during_an_outage_is_prompt(restartable_redis, channel_factory):
 
 
 @both_protocols
-def test_a_frozen_server_is_detected_by_health_checks(restartable_redis, channel_factory, caplog):
+def test_a_frozen_server_is_detected_by_health_checks(
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="broadcast_app")
     server = restartable_redis
     channel = channel_factory(server=server, health_check_interval=0.5)
@@ -284,7 +302,8 @@ def test_a_frozen_server_is_detected_by_health_checks(restartable_redis, channel
             # Detected while the server is still frozen: nothing but the health check can tell.
             assert wait_until(lambda: sub.gaps == 1, WAIT), "the frozen server went unnoticed"
             assert logged(caplog, logging.WARNING, "health check")
-            time.sleep(1.0)
+            # The reader connects again, to the frozen server: it waits for the handshake.
+            assert wait_until(lambda: server.unaccepted_connections() > 0, WAIT)
         finally:
             server.resume()
         assert wait_until(lambda: server.subscriber_ids() not in ([], [old_connection]), WAIT)
@@ -296,35 +315,33 @@ def test_a_frozen_server_is_detected_by_health_checks(restartable_redis, channel
 
 
 @both_protocols
-def test_health_checks_keep_a_healthy_idle_connection(restartable_redis, channel_factory):
+def test_health_checks_keep_a_healthy_idle_connection(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server, health_check_interval=0.2)
-    admin = server.client(protocol=2, decode_responses=True)
-    channel_factory.add_closer(admin.close)
     topic = channel.topic(channel_factory.topic_name())
     with topic.subscribe() as sub:
         connections = server.subscriber_ids()
-        time.sleep(1.5)
-        pings = admin.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
-        assert pings >= 2, "no health check was sent"
-        assert server.subscriber_ids() == connections
-        assert sub.gaps == 0
+        # The behaviour under test: idle for several health-check intervals.
+        assert holds_for(lambda: server.subscriber_ids() == connections and sub.gaps == 0, 1.5)
+        assert server.command_calls("ping") >= 2, "no health check was sent"
         topic.publish(b"still connected")
         assert sub.receive(WAIT) == b"still connected"
 
 
 @resp3
 def test_closing_while_reconnecting_to_a_frozen_server_is_prompt(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     before = set(threading.enumerate())
     channel = channel_factory(server=restartable_redis, health_check_interval=0.3)
     with channel.topic(channel_factory.topic_name()).subscribe() as sub:
         restartable_redis.pause()
         try:
             assert wait_until(lambda: sub.gaps == 1, WAIT)
-            # The reader is now connecting to the frozen server, waiting for its handshake.
-            time.sleep(0.3)
+            # The reader connects again, to the frozen server: it waits for the handshake.
+            assert wait_until(lambda: restartable_redis.unaccepted_connections() > 0, WAIT)
             started = time.monotonic()
             channel.close()
             assert time.monotonic() - started < PROMPTLY

@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 import warnings
 import weakref
 from collections import defaultdict
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from broadcast_app.exceptions import SubscriptionClosedError
+from localservers import RedisServer
 
-from .redis_helpers import (
-    both_protocols,
-    resp3,
-)
+from .channel_helpers import both_protocols, drop_and_collect, publishing, resp3
 from .waiting import PROMPTLY, WAIT, wait_until
 
-
-def drop_and_collect(objects: list[Any]) -> None:
-    """Drop what should be the last references to ``objects`` and run the collector."""
-    objects.clear()
-    gc.collect()
-
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
 # -- garbage collection ------------------------------------------------------------------------
 
@@ -34,8 +27,11 @@ def drop_and_collect(objects: list[Any]) -> None:
 @resp3
 @pytest.mark.parametrize("start", ["enter", "receive", "iterate"])
 def test_an_unclosed_subscription_is_released_by_the_collector(
-    restartable_redis, channel_factory, background, start
-):
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    background: type[Task],
+    start: str,
+) -> None:
     channel = channel_factory(server=restartable_redis)
     name = channel_factory.topic_name()
     topic = channel.topic(name)
@@ -68,8 +64,8 @@ def test_an_unclosed_subscription_is_released_by_the_collector(
 
 @resp3
 def test_nothing_keeps_a_subscription_alive_after_traffic_and_a_reconnect(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     channel = channel_factory(server=restartable_redis)
     name = channel_factory.topic_name()
     topic = channel.topic(name)
@@ -96,8 +92,8 @@ def test_nothing_keeps_a_subscription_alive_after_traffic_and_a_reconnect(
 
 @resp3
 def test_a_subscription_abandoned_in_a_worker_thread_is_released(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     channel = channel_factory(server=restartable_redis)
     name = channel_factory.topic_name()
 
@@ -111,7 +107,9 @@ def test_a_subscription_abandoned_in_a_worker_thread_is_released(
 
 
 @resp3
-def test_a_subscription_never_started_needs_no_release(restartable_redis, channel_factory):
+def test_a_subscription_never_started_needs_no_release(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     channel = channel_factory(server=restartable_redis)
     name = channel_factory.topic_name()
     held: list[Any] = [channel.topic(name).subscribe()]
@@ -127,8 +125,8 @@ def test_a_subscription_never_started_needs_no_release(restartable_redis, channe
 
 @both_protocols
 def test_publishers_in_many_threads_keep_their_order_for_every_process(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     publishers, count = 8, 100
     channel = channel_factory(server=restartable_redis)
     # A second channel on the same server stands for another process.
@@ -160,8 +158,8 @@ def test_publishers_in_many_threads_keep_their_order_for_every_process(
 
 @both_protocols
 def test_subscriptions_made_in_many_threads_at_once_are_all_confirmed(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     threads, topics = 16, 8
     for round_ in range(3):
         # A fresh channel each round: the first joins race with the reader's first connect.
@@ -180,45 +178,36 @@ def test_subscriptions_made_in_many_threads_at_once_are_all_confirmed(
 
         for task in [background(subscribe_and_receive, worker) for worker in range(threads)]:
             task.result(WAIT * 2)
-        assert wait_until(
-            lambda names=names: all(restartable_redis.numsub(n) == 0 for n in names), PROMPTLY
-        )
+        assert wait_until(lambda: all(restartable_redis.numsub(n) == 0 for n in names), PROMPTLY)
         channel.close()
 
 
 @resp3
 def test_close_from_another_thread_while_messages_flow(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     channel = channel_factory(server=restartable_redis)
     topic = channel.topic(channel_factory.topic_name())
-    stop = threading.Event()
 
-    def publish_until_stopped() -> None:
-        while not stop.is_set():
-            topic.publish(b"tick")
-            stop.wait(0.005)
-
-    def drain(sub: Any) -> None:
+    def drain(sub: Any, draining: threading.Event) -> None:
         while True:
             try:
                 sub.receive(timeout=None)
             except SubscriptionClosedError:
                 return
+            draining.set()
 
     with ExitStack() as stack:
         stayer = stack.enter_context(topic.subscribe())
         leavers = [stack.enter_context(topic.subscribe()) for _ in range(4)]
-        publisher = background(publish_until_stopped)
-        try:
-            consumers = [background(drain, sub) for sub in leavers]
-            time.sleep(0.2)
+        with publishing(background, topic, b"tick", 0.005):
+            draining = [threading.Event() for _ in leavers]
+            consumers = [background(drain, *pair) for pair in zip(leavers, draining, strict=True)]
+            # Close while every leaver is receiving.
+            assert wait_until(lambda: all(event.is_set() for event in draining), WAIT)
             closers = [background(sub.close) for sub in leavers]
             for task in closers + consumers:
                 task.result(PROMPTLY)
             while stayer.receive(0) is not None:
                 pass
             assert stayer.receive(WAIT) == b"tick"
-        finally:
-            stop.set()
-            publisher.result()

@@ -24,10 +24,8 @@ from broadcast_app.exceptions import SubscriptionClosedError
 from broadcast_app.views import BroadcastStreamView
 from localservers import RedisServer
 
-from .django_fixtures import ROOT, allow_all
+from .django_fixtures import MEMORY, REDIS, ROOT, allow_all
 
-MEMORY = "broadcast_app.backends.memory.InMemoryBroadcastChannel"
-REDIS = "broadcast_app.backends.redis.RedisBroadcastChannel"
 AUTHORIZER = "tests.django_fixtures.allow_all"
 
 
@@ -99,11 +97,13 @@ def test_unusable_entries_raise_an_error_saying_why(entry: dict[str, Any], messa
     assert message in str(raised.value)
 
 
-def test_redis_entry_is_built_without_connecting(redis_server: RedisServer) -> None:
-    before = redis_server.connected_clients()
+def test_redis_entry_is_built_without_connecting(restartable_redis: RedisServer) -> None:
+    # Counts connections: on a server of its own.
+    server = restartable_redis
+    before = server.connected_clients()
     entry = {
         "BACKEND": REDIS,
-        "LOCATION": redis_server.url,
+        "LOCATION": server.url,
         "OPTIONS": {"buffer_size": 7, "socket_timeout": 3.5, "health_check_interval": 12},
     }
     with override_settings(BROADCAST_CHANNELS={"default": entry}):
@@ -112,7 +112,7 @@ def test_redis_entry_is_built_without_connecting(redis_server: RedisServer) -> N
         assert channel.buffer_size == 7
         assert channel.health_check_interval == 12
         assert channel.client.connection_pool.connection_kwargs["socket_timeout"] == 3.5
-        assert redis_server.connected_clients() == before
+        assert server.connected_clients() == before
 
 
 def test_override_settings_closes_the_channels_it_replaces() -> None:

@@ -9,7 +9,6 @@ import contextlib
 import itertools
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,37 +22,28 @@ from broadcast_app.backends.streams import StreamsBroadcastChannel
 from broadcast_app.views import BroadcastStreamView, EventStreamResponse
 from localservers import RedisServer
 
-from .django_fixtures import Event, SSEParser, WebServer, parse_events
-from .waiting import WAIT, wait_until
-
-STREAMS = "broadcast_app.backends.streams.StreamsBroadcastChannel"
+from .django_fixtures import (
+    Event,
+    SSEParser,
+    WebServer,
+    async_chunks,
+    live_topics,
+    new_topic,
+    parse_events,
+    streams_channels,
+    sync_chunks,
+)
+from .waiting import WAIT, holds_for, wait_until
 
 
 @pytest.fixture(autouse=True)
 def streams_settings(settings: Any, redis_server: RedisServer) -> Any:
     """A Streams channel on the session's Redis ("default"), an in-memory one ("memory")."""
-    settings.BROADCAST_CHANNELS = {
-        "default": {"BACKEND": STREAMS, "LOCATION": redis_server.url},
-        "memory": {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"},
-    }
+    settings.BROADCAST_CHANNELS = streams_channels(redis_server)
     settings.BROADCAST_STREAM_AUTHORIZER = "tests.django_fixtures.allow_public"
     settings.BROADCAST_STREAM_HEARTBEAT = 0.05
     # Restoring the settings afterwards closes these channels and their subscriptions.
     return settings
-
-
-def new_topic() -> str:
-    return f"public:{uuid.uuid4().hex[:12]}"
-
-
-def stored_ids(server: RedisServer, key: str) -> list[str]:
-    """IDs of the entries of stream ``key``, oldest first."""
-    with server.client() as client:  # Not decoding: payloads may be any bytes.
-        return [entry_id.decode() for entry_id, _ in client.xrange(key)]
-
-
-def live_topics(alias: str = "default") -> list[str]:
-    return get_channel(alias).hub.topics()
 
 
 class IdParser(SSEParser):
@@ -115,10 +105,12 @@ def messages(payloads: list[bytes], ids: list[str]) -> list[tuple[Event, str]]:
     ]
 
 
-def open_stream(client: Client, path: str, **headers: str) -> tuple[EventStreamResponse, Any]:
+def open_stream(
+    client: Client, path: str, **headers: str
+) -> tuple[EventStreamResponse, Iterator[bytes]]:
     response = client.get(path, headers=headers)
     assert isinstance(response, EventStreamResponse), (response.status_code, response.content)
-    return response, iter(response.streaming_content)
+    return response, sync_chunks(response)
 
 
 # -- framing ---------------------------------------------------------------------------------
@@ -152,7 +144,7 @@ def test_events_carry_their_cursor_and_a_reconnection_gets_exactly_what_it_misse
     for payload in (b"0", b"1"):
         channel_topic.publish(payload)
     first = reader.read(chunks, 2)
-    assert first == messages([b"0", b"1"], stored_ids(redis_server, topic))
+    assert first == messages([b"0", b"1"], redis_server.stream_ids(topic))
     response.close()  # The browser went away...
     assert live_topics() == []
 
@@ -164,7 +156,7 @@ def test_events_carry_their_cursor_and_a_reconnection_gets_exactly_what_it_misse
     live = reader.read(chunks, 1)
     # Exactly the missed ones, then live: no gap event, no duplicate.
     assert [*missed, *live] == messages(
-        [b"2", b"3", b"4", b"5"], stored_ids(redis_server, topic)[2:]
+        [b"2", b"3", b"4", b"5"], redis_server.stream_ids(topic)[2:]
     )
     response.close()
     assert live_topics() == []
@@ -191,14 +183,14 @@ def test_query_parameter_is_the_fallback_of_the_header(
     channel_topic = get_channel().topic(topic)
     for payload in (b"a", b"b", b"c"):
         channel_topic.publish(payload)
-    ids = stored_ids(redis_server, topic)
+    ids = redis_server.stream_ids(topic)
     cursors = {"first": ids[0], "second": ids[1]}
     headers = {name: value.format(**cursors) for name, value in headers.items()}
     response, chunks = open_stream(
         client, f"/broadcast/{topic}{query.format(**cursors)}", **headers
     )
     channel_topic.publish(b"live")
-    ids = stored_ids(redis_server, topic)
+    ids = redis_server.stream_ids(topic)
     expected = [*replayed, b"live"]
     assert Reader().read(chunks, len(expected)) == messages(expected, ids[-len(expected) :])
     response.close()
@@ -211,18 +203,18 @@ def test_asgi_stream_resumes_after_the_last_event_id(redis_server: RedisServer) 
         channel_topic = get_channel().topic(topic)
         for payload in (b"old", b"missed 1", b"missed 2"):
             await channel_topic.apublish(payload)
-        ids = stored_ids(redis_server, topic)
+        ids = redis_server.stream_ids(topic)
         response = await AsyncClient().get(f"/broadcast/{topic}", headers={"last-event-id": ids[0]})
         assert isinstance(response, EventStreamResponse)
         assert response.is_async
-        chunks: AsyncIterator[bytes] = aiter(response.streaming_content)  # type: ignore[arg-type]
+        chunks = async_chunks(response)
         reader = Reader()
         assert await reader.aread(chunks, 2) == messages([b"missed 1", b"missed 2"], ids[1:])
         await channel_topic.apublish(b"live \xff")
         ((event, event_id),) = await reader.aread(chunks, 1)
         assert (event.type, base64.b64decode(event.data)) == ("binary", b"live \xff")
-        assert event_id == stored_ids(redis_server, topic)[-1]
-        await chunks.aclose()  # type: ignore[attr-defined]
+        assert event_id == redis_server.stream_ids(topic)[-1]
+        await chunks.aclose()
         response.close()
         assert live_topics() == []
 
@@ -236,7 +228,7 @@ def test_a_cursor_older_than_the_history_announces_a_gap_first(
     channel_topic = get_channel().topic(topic)
     for number in range(6):
         channel_topic.publish(b"%d" % number)
-    ids = stored_ids(redis_server, topic)
+    ids = redis_server.stream_ids(topic)
     redis_server._admin_client().xtrim(topic, maxlen=2, approximate=False)  # 0-3 are gone.
     response, chunks = open_stream(client, f"/broadcast/{topic}", last_event_id=ids[1])
     reader = Reader()
@@ -296,7 +288,7 @@ def test_channels_without_history_ignore_the_last_event_id() -> None:
     request = RequestFactory().get("/?last_event_id=garbage", headers={"last-event-id": "x"})
     response = view(request, topic="public:plain")
     assert isinstance(response, EventStreamResponse)
-    chunks = iter(response.streaming_content)
+    chunks = sync_chunks(response)
     get_channel("memory").topic("public:plain").publish(b"m")
     assert Reader().read(chunks, 1) == [(Event("m"), "")]  # No ID: there is nothing to resume from.
     response.close()
@@ -308,7 +300,7 @@ def test_a_replay_that_cannot_read_redis_ends_the_stream(
 ) -> None:
     topic = new_topic()
     get_channel().topic(topic).publish(b"first")
-    (cursor,) = stored_ids(redis_server, topic)
+    (cursor,) = redis_server.stream_ids(topic)
     response, chunks = open_stream(client, f"/broadcast/{topic}", last_event_id=cursor)
     # Subscribed; before the replay reads, the key stops being a stream.
     admin = redis_server._admin_client()
@@ -330,18 +322,24 @@ def test_a_replay_that_cannot_read_redis_ends_the_stream(
 # -- behind real servers ---------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def web_redis() -> Iterator[RedisServer]:
+    """The Redis of this module's web servers, theirs alone: its readers are theirs."""
+    with RedisServer() as server:
+        yield server
+
+
 @pytest.fixture(scope="module", params=["runserver", "uvicorn"])
-def streams_server(
-    request: pytest.FixtureRequest, redis_server: RedisServer
-) -> Iterator[WebServer]:
-    """testproject on a Streams channel on the session's Redis, under WSGI and ASGI."""
-    with WebServer(request.param, redis_server, BROADCAST_BACKEND="streams") as server:
+def streams_server(request: pytest.FixtureRequest, web_redis: RedisServer) -> Iterator[WebServer]:
+    """testproject on a Streams channel on ``web_redis``, under WSGI and ASGI."""
+    with WebServer(request.param, web_redis, BROADCAST_BACKEND="streams") as server:
         yield server
 
 
 @pytest.fixture
-def publisher(redis_server: RedisServer) -> Iterator[StreamsBroadcastChannel]:
-    channel = StreamsBroadcastChannel.from_url(redis_server.url)
+def publisher(web_redis: RedisServer) -> Iterator[StreamsBroadcastChannel]:
+    """A channel of this process on ``web_redis``; it only publishes, so it has no reader."""
+    channel = StreamsBroadcastChannel.from_url(web_redis.url)
     yield channel
     channel.close()
 
@@ -368,7 +366,7 @@ def answer(client: httpx.Client, path: str, **options: Any) -> tuple[int, str]:
 
 
 def test_over_http_a_reconnecting_client_gets_exactly_what_it_missed(
-    streams_server: WebServer, redis_server: RedisServer, publisher: StreamsBroadcastChannel
+    streams_server: WebServer, web_redis: RedisServer, publisher: StreamsBroadcastChannel
 ) -> None:
     topic = new_topic()
     channel_topic = publisher.topic(topic)
@@ -378,7 +376,7 @@ def test_over_http_a_reconnecting_client_gets_exactly_what_it_missed(
             for payload in (b"0", b"1"):
                 channel_topic.publish(payload)
             seen = reader.read(chunks, 2)
-        assert seen == messages([b"0", b"1"], stored_ids(redis_server, topic))
+        assert seen == messages([b"0", b"1"], web_redis.stream_ids(topic))
 
         for payload in (b"2", b"3", b"4"):
             channel_topic.publish(payload)
@@ -387,7 +385,7 @@ def test_over_http_a_reconnecting_client_gets_exactly_what_it_missed(
             missed = reader.read(chunks, 3)
             channel_topic.publish(b"5")
             live = reader.read(chunks, 1)
-        ids = stored_ids(redis_server, topic)
+        ids = web_redis.stream_ids(topic)
         assert [*missed, *live] == messages([b"2", b"3", b"4", b"5"], ids[2:])
 
         # A page that starts anew passes the ID it kept in the URL.
@@ -397,17 +395,17 @@ def test_over_http_a_reconnecting_client_gets_exactly_what_it_missed(
 
 
 def test_over_http_a_malformed_last_event_id_is_400_and_never_subscribes(
-    streams_server: WebServer, redis_server: RedisServer
+    streams_server: WebServer, web_redis: RedisServer
 ) -> None:
     topic = new_topic()
     with httpx.Client(base_url=streams_server.url, timeout=WAIT) as client:
         # The server's reader blocks in XREAD while it has a subscription, and only then.
         with http_stream(client, f"/broadcast/{topic}"):
-            assert wait_until(lambda: blocked_readers(redis_server) == 1, WAIT)
-        assert wait_until(lambda: blocked_readers(redis_server) == 0, WAIT)
+            assert wait_until(lambda: blocked_readers(web_redis) == 1, WAIT)
+        assert wait_until(lambda: blocked_readers(web_redis) == 0, WAIT)
 
         by_header = answer(client, f"/broadcast/{topic}", headers={"Last-Event-ID": "1-x"})
         by_query = answer(client, f"/broadcast/{topic}", params={"last_event_id": "1-0-0"})
     assert by_header[0] == by_query[0] == 400
     assert by_header[1].startswith("Cannot resume after that last event ID")
-    assert not wait_until(lambda: blocked_readers(redis_server) > 0, 0.5)
+    assert holds_for(lambda: blocked_readers(web_redis) == 0, 0.5)

@@ -16,16 +16,16 @@ from typing import Any
 
 from localservers import wait_until
 
-__all__ = ["BLOCKED_FOR", "PROMPTLY", "WAIT", "ablocked", "blocked", "holds_for", "wait_until"]
+__all__ = ["PROMPTLY", "QUIET", "WAIT", "ablocked", "blocked", "holds_for", "wait_until"]
 
 #: Generous bound for anything that must happen: a message, a report, a recovery, a process
 #: answering. It only matters when a test fails (the machine running the tests is loaded).
 WAIT = 10.0
 #: Generous bound for "promptly" (the target is well under 100 ms).
 PROMPTLY = 1.0
-#: Seconds a call must stay blocked to count as blocked: long enough for a wrong wake-up
-#: (a return without a message, a confirmation without Redis) to show.
-BLOCKED_FOR = 0.2
+#: Seconds a test gives what must not happen to happen anyway: a wrong wake-up, a stray
+#: message, a command the engine should not send.
+QUIET = 0.2
 
 
 def holds_for(predicate: Callable[[], object], seconds: float, interval: float = 0.01) -> bool:
@@ -41,7 +41,7 @@ def holds_for(predicate: Callable[[], object], seconds: float, interval: float =
     return False
 
 
-def blocked(*calls: threading.Thread, seconds: float = BLOCKED_FOR) -> None:
+def blocked(*calls: threading.Thread, seconds: float = QUIET) -> None:
     """Assert that the threads ``calls`` (e.g. ``background`` tasks making a blocking call)
     are all still running ``seconds`` from now."""
 
@@ -51,7 +51,7 @@ def blocked(*calls: threading.Thread, seconds: float = BLOCKED_FOR) -> None:
     assert holds_for(lambda: not returned(), seconds), f"returned without a reason: {returned()}"
 
 
-async def ablocked(*tasks: asyncio.Task[Any], seconds: float = BLOCKED_FOR) -> None:
+async def ablocked(*tasks: asyncio.Task[Any], seconds: float = QUIET) -> None:
     """Assert that the asyncio ``tasks`` are all still pending ``seconds`` from now."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

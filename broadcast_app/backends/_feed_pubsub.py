@@ -71,7 +71,7 @@ class PubSubFeed(ConnectionReader, Upstream):
         *,
         commands: PubSubCommands = PUBSUB_COMMANDS,
         prefix: bytes = b"",
-        health_check_interval: float = 30.0,
+        health_check_interval: float,
         name: str = "redis",
     ) -> None:
         super().__init__(connect, name)
@@ -212,6 +212,7 @@ class PubSubFeed(ConnectionReader, Upstream):
             if connection is None:
                 break
             if outage is not None:
+                self._hub.stats.add(reconnects=1)
                 logger.info(
                     "Reconnected to Redis after %d attempt(s); re-subscribed %d topic(s).",
                     failures,

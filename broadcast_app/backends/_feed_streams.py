@@ -161,6 +161,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                     if connection is None:
                         break
                     if resuming:
+                        self._hub.stats.add(reconnects=1)
                         self._hub.mark_gap(self._resume(connection))
                         logger.info(
                             "Reconnected to Redis after %d attempt(s); resumed %d stream(s).",

@@ -12,6 +12,7 @@ from typing import Protocol
 from ..channel import Message
 from ..exceptions import BroadcastChannelError
 from ._inbox import Inbox, Latch, wake_all
+from ._stats import ChannelStats
 
 
 class Upstream(Protocol):
@@ -48,8 +49,12 @@ class Hub:
     never writes to a socket it shares with its parent.
     """
 
-    def __init__(self, upstream_factory: Callable[[Hub], Upstream]) -> None:
+    def __init__(
+        self, upstream_factory: Callable[[Hub], Upstream], stats: ChannelStats | None = None
+    ) -> None:
         self.pid = os.getpid()
+        #: The channel's totals; feeds report reconnects to it, inboxes drops and gaps.
+        self.stats = ChannelStats() if stats is None else stats
         self.closed = False
         self._lock = threading.Lock()
         self._routes: dict[str, tuple[Inbox, ...]] = {}
@@ -137,12 +142,22 @@ class Hub:
         """Deliver ``(topic, item)`` pairs in order, then wake each waiting consumer
         once: a consumer of a busy topic drains a batch per wake-up. Never blocks."""
         routes = self._routes
+        batch = [(item, routes.get(topic, ())) for topic, item in messages]
+        # Counted first: a consumer that is not asleep may take a message as soon as it
+        # is pushed, and must find it counted.
+        delivered = sum(len(inboxes) for _, inboxes in batch)
+        if delivered:
+            self.stats.add(delivered=delivered)
         waiting: dict[Inbox, None] = {}
-        for topic, item in messages:
-            for inbox in routes.get(topic, ()):
+        for item, inboxes in batch:
+            for inbox in inboxes:
                 if inbox.push(item):
                     waiting[inbox] = None
         wake_all(waiting)
+
+    def subscriptions(self) -> int:
+        """The number of local subscriptions now."""
+        return sum(len(inboxes) for inboxes in list(self._routes.values()))
 
     def topics(self) -> list[str]:
         """The topics that have local subscribers now."""

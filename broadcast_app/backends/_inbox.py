@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from ..channel import Message
 from ..exceptions import SubscriptionClosedError
+from ._stats import ChannelStats
 
 logger = logging.getLogger("broadcast_app")
 
@@ -134,6 +135,7 @@ class Inbox:
         "_max_bytes",
         "_overflowing",
         "_ready",
+        "_stats",
         "_sync_waiting",
         "_unlogged_drops",
         "closed",
@@ -142,8 +144,15 @@ class Inbox:
         "topic",
     )
 
-    def __init__(self, topic: str, capacity: int, max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        topic: str,
+        capacity: int,
+        max_bytes: int | None = None,
+        stats: ChannelStats | None = None,
+    ) -> None:
         self.topic = topic
+        self._stats = stats
         self._capacity = capacity
         self._max_bytes = max_bytes
         self._bytes = 0
@@ -169,30 +178,49 @@ class Inbox:
             return True
         return self._max_bytes is not None and self._bytes + incoming > self._max_bytes
 
+    def _make_room(self, incoming: int) -> int:
+        """Drop the oldest items until ``incoming`` more bytes fit; return how many.
+        Call with ``_lock`` held."""
+        dropped = 0
+        while self._full(incoming):
+            self._pop_oldest()
+            dropped += 1
+        return dropped
+
+    def _pop_oldest(self) -> Message:
+        item = self._items.popleft()
+        self._bytes -= len(item.payload)
+        return item
+
+    def _append(self, item: Message) -> None:
+        self._items.append(item)
+        self._bytes += len(item.payload)
+
     def push(self, item: Message) -> bool:
         """Append ``item``, dropping the oldest items to make room; never blocks.
 
         Returns True when the consumer waits: ``wake()`` (or ``wake_all``) must follow.
         """
-        report = 0
+        report = gaps = 0
         size = len(item.payload)
         with self._lock:
             if self.closed:
                 return False
-            if self._full(size):
-                while self._full(size):
-                    self._bytes -= len(self._items.popleft().payload)
-                    self.dropped += 1
-                    self._unlogged_drops += 1
+            dropped = self._make_room(size)
+            if dropped:
+                self.dropped += dropped
+                self._unlogged_drops += dropped
                 if not self._overflowing:
                     self._overflowing = True
+                    gaps = 1
                     self.gaps += 1
                 now = time.monotonic()
                 if now - self._logged_at >= DROP_LOG_INTERVAL:
                     report, self._unlogged_drops, self._logged_at = self._unlogged_drops, 0, now
-            self._items.append(item)
-            self._bytes += size
+            self._append(item)
             waiting = self._sync_waiting or self._async_waiter is not None
+        if dropped and self._stats is not None:
+            self._stats.add(dropped=dropped, gaps=gaps)
         if report:
             logger.warning(
                 "A subscriber of topic %r is too slow: dropped %d message(s) "
@@ -218,6 +246,8 @@ class Inbox:
         """Record that messages may have been missed (an upstream outage)."""
         with self._lock:
             self.gaps += 1
+        if self._stats is not None:
+            self._stats.add(gaps=1)
 
     def close(self) -> None:
         """Discard buffered items and wake the consumer. Idempotent."""
@@ -234,9 +264,7 @@ class Inbox:
 
     def _take(self) -> Message:
         self._overflowing = False
-        item = self._items.popleft()
-        self._bytes -= len(item.payload)
-        return item
+        return self._pop_oldest()
 
     def get(self, timeout: float | None) -> Message | None:
         """Return the next item, or None after ``timeout`` seconds (None: no limit).

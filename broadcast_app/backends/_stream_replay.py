@@ -21,6 +21,7 @@ from ..exceptions import BroadcastChannelError, SubscriptionClosedError
 from . import _envelope
 from ._hub import Hub
 from ._inbox import Inbox, Latch
+from ._stats import ChannelStats
 from ._stream_scripts import Probe, payload_of, text
 from .cursors import Position, format_cursor, position_of, successor
 from .subscription import ChannelSubscription, check_timeout
@@ -84,8 +85,16 @@ class HoldingInbox(Inbox):
 
     __slots__ = ("_floor", "_holding", "held_drops")
 
-    def __init__(self, topic: str, capacity: int, max_bytes: int | None, *, holding: bool) -> None:
-        super().__init__(topic, capacity, max_bytes)
+    def __init__(
+        self,
+        topic: str,
+        capacity: int,
+        max_bytes: int | None,
+        stats: ChannelStats,
+        *,
+        holding: bool,
+    ) -> None:
+        super().__init__(topic, capacity, max_bytes, stats)
         self._holding = holding
         self._floor: Position | None = None
         #: Messages dropped while holding: a replay page that ends after a drop must be
@@ -97,10 +106,8 @@ class HoldingInbox(Inbox):
             with self._lock:
                 if self._holding:
                     if not self.closed:
-                        if len(self._items) >= self._capacity:
-                            self._items.popleft()
-                            self.held_drops += 1
-                        self._items.append(item)
+                        self.held_drops += self._make_room(len(item.payload))
+                        self._append(item)
                     return False
                 if self._floor is not None:
                     if position_of(item) <= self._floor:
@@ -119,7 +126,7 @@ class HoldingInbox(Inbox):
             if self.held_drops != held_drops:
                 return False
             while self._items and position_of(self._items[0]) <= after:
-                self._items.popleft()
+                self._pop_oldest()
             if not self._items:
                 self._floor = after
             # Last: push() reads _holding without the lock, and must then see the floor.
@@ -127,7 +134,7 @@ class HoldingInbox(Inbox):
         return True
 
 
-class StreamSubscription(ChannelSubscription, CursorSubscription):
+class StreamsSubscription(ChannelSubscription, CursorSubscription):
     """A subscription to a stream; with a cursor, it replays the history first.
 
     The replay reads pages of ``REPLAY_PAGE`` entries through the client's pool, in the
@@ -153,7 +160,7 @@ class StreamSubscription(ChannelSubscription, CursorSubscription):
 
     def _create_inbox(self, topic: str, buffer_size: int, buffer_bytes: int | None) -> Inbox:
         self._holding_inbox = HoldingInbox(
-            topic, buffer_size, buffer_bytes, holding=self._history is not None
+            topic, buffer_size, buffer_bytes, self._hub.stats, holding=self._history is not None
         )
         return self._holding_inbox
 

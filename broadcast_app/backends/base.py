@@ -22,10 +22,16 @@ from ..channel import (
 )
 from . import _envelope
 from ._hub import Hub, Upstream
+from ._options import channel_options, unknown_options_error
+from ._stats import ChannelStats
 from .subscription import ChannelSubscription
 
 #: Longest topic name accepted, in characters.
 MAX_TOPIC_LENGTH = 1024
+#: Messages a subscription keeps for its consumer before it drops the oldest.
+DEFAULT_BUFFER_SIZE = 1024
+#: Seconds a subscription waits for its topic to be confirmed before it raises.
+DEFAULT_SUBSCRIBE_TIMEOUT = 10.0
 # C0, DEL and C1 act on terminals and split log lines; U+FFFD is what a decoder leaves for
 # bytes it could not read, so names that differed in those bytes would meet in one topic.
 _UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ufffd]")
@@ -160,6 +166,7 @@ class HubOwner:
     def __init__(self) -> None:
         self._hub_lock = threading.Lock()
         self._hub: Hub | None = None
+        self._stats = ChannelStats()
 
     @abstractmethod
     def create_upstream(self, hub: Hub) -> Upstream:
@@ -173,7 +180,7 @@ class HubOwner:
         with self._hub_lock:
             if self._hub is None or self._hub.pid != os.getpid():
                 # In a forked child the parent's hub is left alone: its sockets are shared.
-                self._hub = Hub(self.create_upstream)
+                self._hub = Hub(self.create_upstream, self._stats)
             return self._hub
 
     def close(self) -> None:
@@ -205,7 +212,12 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
 
     features: ClassVar[ChannelFeatures] = ChannelFeatures()
 
-    def __init__(self, *, buffer_size: int = 1024, subscribe_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
+    ) -> None:
         super().__init__()
         self.buffer_size = positive_int("buffer_size", buffer_size)
         self.subscribe_timeout = positive_number("subscribe_timeout", subscribe_timeout)
@@ -225,8 +237,14 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
 
         return remove
 
+    def stats(self) -> dict[str, int]:
+        hub = self._hub
+        subscriptions = 0 if hub is None or hub.closed else hub.subscriptions()
+        return self._stats.snapshot(subscriptions)
+
     def published(self, topic: str, wire: bytes) -> None:
-        """Tell the publish listeners of a successful publish; called by the topics."""
+        """Count a successful publish and tell the publish listeners; called by topics."""
+        self._stats.add(published=1)
         listeners = self._publish_listeners
         if listeners:
             message = _envelope.decode(wire)
@@ -247,6 +265,10 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
         """
         if location is not None:
             raise ValueError(f"{cls.__name__} takes no LOCATION, got {location!r}.")
+        own = channel_options(cls)
+        unknown = set(options) - set(own)
+        if unknown:
+            raise unknown_options_error(cls, unknown, own)
         return cls(**options)
 
     def topic(self, topic: str) -> ChannelTopic:

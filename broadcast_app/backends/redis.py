@@ -8,6 +8,7 @@ clients interoperate; ``prefix`` opts in to a namespace.
 
 from __future__ import annotations
 
+import redis
 from redis.exceptions import RedisError
 
 from ..exceptions import PublishError
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class RedisBroadcastChannel(RedisClientChannel):
+class RedisBroadcastChannel(RedisClientChannel[redis.Redis]):
     """Broadcast over Redis Pub/Sub (``PUBLISH`` / ``SUBSCRIBE``), RESP2 or RESP3.
 
     ``client`` is a ``redis.Redis``; the channel never closes a client it was given.

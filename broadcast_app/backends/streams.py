@@ -25,9 +25,11 @@ from ..exceptions import PublishError
 from ._client import RedisClientChannel
 from ._feed_streams import StreamsFeed
 from ._hub import Hub, Upstream
-from ._stream_replay import REPLAY_PAGE, StreamHistory, StreamSubscription
+from ._stream_replay import REPLAY_PAGE, StreamHistory, StreamsSubscription
 from ._stream_scripts import APPEND_SCRIPT, PROBE_SCRIPT
 from .base import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_SUBSCRIBE_TIMEOUT,
     ChannelTopic,
     TopicSubscriber,
     positive_int,
@@ -36,10 +38,14 @@ from .base import (
 )
 from .cursors import parse_cursor
 
+#: Seconds a topic's history outlives its last message, unless the channel says otherwise.
+DEFAULT_RETENTION_SECONDS = 600.0
+
 __all__ = [
+    "DEFAULT_RETENTION_SECONDS",
     "REPLAY_PAGE",
-    "StreamSubscription",
     "StreamsBroadcastChannel",
+    "StreamsSubscription",
     "StreamsTopic",
     "StreamsTopicSubscriber",
 ]
@@ -54,7 +60,7 @@ class StreamsTopicSubscriber(TopicSubscriber, CursorSubscriber):
 
     def subscribe(
         self, cursor: str | None = None, *, buffer_bytes: int | None = None
-    ) -> StreamSubscription:
+    ) -> StreamsSubscription:
         return self._streams_topic.subscribe(cursor, buffer_bytes=buffer_bytes)
 
 
@@ -67,14 +73,14 @@ class StreamsTopic(ChannelTopic, CursorTopic):
 
     def subscribe(
         self, cursor: str | None = None, *, buffer_bytes: int | None = None
-    ) -> StreamSubscription:
+    ) -> StreamsSubscription:
         return self._streams.open_subscription(self.name, cursor, buffer_bytes=buffer_bytes)
 
     def as_subscriber(self) -> StreamsTopicSubscriber:
         return StreamsTopicSubscriber(self)
 
 
-class StreamsBroadcastChannel(RedisClientChannel):
+class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
     """Broadcast over Redis Streams (5.0+; exact loss detection on 7.0+), RESP2 or RESP3.
 
     ``retention_seconds``: how long a topic's history outlives its last message.
@@ -89,11 +95,11 @@ class StreamsBroadcastChannel(RedisClientChannel):
         self,
         client: redis.Redis,
         *,
-        buffer_size: int = 1024,
-        subscribe_timeout: float = 10.0,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
         prefix: str = "",
         health_check_interval: float | None = None,
-        retention_seconds: float = 600.0,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
         maxlen: int | None = None,
     ) -> None:
         super().__init__(
@@ -132,7 +138,7 @@ class StreamsBroadcastChannel(RedisClientChannel):
 
     def open_subscription(
         self, topic: str, cursor: str | None = None, *, buffer_bytes: int | None = None
-    ) -> StreamSubscription:
+    ) -> StreamsSubscription:
         """Raises TypeError or ValueError for an invalid ``cursor`` or ``buffer_bytes``,
         before any I/O."""
         history = None
@@ -140,7 +146,7 @@ class StreamsBroadcastChannel(RedisClientChannel):
             history = StreamHistory(
                 self.client, self._probe, self.prefix + topic, parse_cursor(cursor)
             )
-        return StreamSubscription(
+        return StreamsSubscription(
             self.hub,
             topic,
             self.buffer_size,

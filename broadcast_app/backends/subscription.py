@@ -72,7 +72,7 @@ class ChannelSubscription(Subscription):
 
     def _create_inbox(self, topic: str, buffer_size: int, buffer_bytes: int | None) -> Inbox:
         """Return the inbox the hub fills; called once, by ``__init__``."""
-        return Inbox(topic, buffer_size, buffer_bytes)
+        return Inbox(topic, buffer_size, buffer_bytes, self._hub.stats)
 
     @property
     def topic(self) -> str:
