@@ -5,11 +5,12 @@ Django view included) reach Django's ASGI handler.
 """
 
 import os
+from typing import cast
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.sse.settings")
 
-from broadcast_app.asgi import with_streams  # Once the settings are chosen.
+from broadcast_app.asgi import ASGIApp, with_streams  # Once the settings are chosen.
 
-application = with_streams(get_asgi_application())
+application = with_streams(cast(ASGIApp, get_asgi_application()))

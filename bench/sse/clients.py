@@ -24,7 +24,7 @@ import resource
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 try:
     import uvloop
@@ -83,7 +83,8 @@ class Stream(asyncio.Protocol):
         self.ended_at: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass.
+        # uvloop's transports are no subclass of asyncio.Transport, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
         self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:

@@ -43,7 +43,7 @@ def _cell(runs: dict[str, dict[str, Any]], kind: str, cell: Cell, why_missing: s
     if figures is None:
         return why_missing
     if "error" in figures:
-        return figures["error"]
+        return str(figures["error"])
     return cell(figures)
 
 
@@ -134,7 +134,9 @@ def _lost(delivery: dict[str, Any]) -> str:
 
 
 def _p99_ok(delivery: dict[str, Any]) -> bool:
-    return delivery["delivered"] >= delivery["expected"] and delivery["p99_ms"] <= P99_TARGET_MS
+    return bool(
+        delivery["delivered"] >= delivery["expected"] and delivery["p99_ms"] <= P99_TARGET_MS
+    )
 
 
 def _drained(fast: dict[str, Any]) -> bool:
@@ -155,7 +157,7 @@ def _stall_rows(stall: dict[str, dict[str, Any]]) -> list[Row]:
         if figures is None:
             return "not run"
         if "error" in figures:
-            return figures["error"]
+            return str(figures["error"])
         held = figures.get("rss_kib_per_stalled_at_hang_up")
         return (
             f"{_fmt(figures['without']['p99_ms'])} -> {_fmt(figures['with']['p99_ms'])} ms "
