@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import json
 import os
+import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +38,7 @@ from typing import Any
 from localservers import RedisServer, wait_until
 
 from .. import environment
+from ..report import RESULTS
 from ..stats import percentile
 from .loadgen import ClientPool
 from .measure import TOPIC
@@ -54,9 +58,15 @@ RSS_GROWTH_LIMIT = 0.5
 
 @dataclass
 class Outage:
+    """A kill and restart: when, and the numbers of the messages published then."""
+
     killed_at: float
+    kill_seq: int
     up_at: float
     up_seq: int
+
+    def failed_publishes(self, acked_at: list[float | None]) -> int:
+        return sum(acked is None for acked in acked_at[self.kill_seq : self.up_seq])
 
 
 @dataclass
@@ -66,6 +76,7 @@ class Ledger:
     outages: list[Outage] = field(default_factory=list)
     usages: list[Usage] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    restarts: list[dict[str, Any]] = field(default_factory=list)
     lost: int = 0
     gaps_seen: int = 0
 
@@ -102,7 +113,7 @@ def classify(
         # The stretch the stream was in ended with the last kill before it heard again.
         index = bisect.bisect_left(kills, at) - 1
         outage = outages[index] if index >= 0 else None
-        if outage is not None and at >= outage.up_at:
+        if outage is not None:
             key = (int(stream), index)
             first_after[key] = min(first_after.get(key, at), at)
         for seq in range(int(expected), int(got)):
@@ -117,10 +128,37 @@ def classify(
 
 
 def _restart(redis_server: RedisServer, publisher: Publisher) -> Outage:
-    killed_at = time.time()
+    """Kill Redis with SIGKILL and start it again on its port; the outage's times."""
+    killed_at, kill_seq = time.time(), publisher.started
     redis_server.kill()
+    answered: list[tuple[float, int]] = []
+    poller = threading.Thread(
+        target=lambda: answered.append(_first_answer(redis_server.port, publisher)), daemon=True
+    )
+    poller.start()
     redis_server.start()
-    return Outage(killed_at, time.time(), publisher.started)
+    poller.join(RESUME_TIMEOUT)
+    up_at, up_seq = answered[0] if answered else (time.time(), publisher.started)
+    return Outage(killed_at, kill_seq, up_at, up_seq)
+
+
+def _first_answer(port: int, publisher: Publisher) -> tuple[float, int]:
+    """When Redis on ``port`` first answers PING, and the next message's number then.
+
+    ``RedisServer.start()`` returns some milliseconds later (it also checks the
+    server's identity); the streams may have resumed by then.
+    """
+    deadline = time.monotonic() + RESUME_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return time.time(), publisher.started
+        except OSError:
+            pass
+        time.sleep(0.002)
+    return time.time(), publisher.started
 
 
 def _report_restart(
@@ -139,12 +177,35 @@ def _report_restart(
     state = pool.state("soak", outage.up_seq)
     sorted_out = classify(pool.jumps("soak"), list(publisher.acked_at), ledger.outages)
     index = len(ledger.outages) - 1
-    delays = [at - outage.up_at for (_, k), at in sorted_out["first_after"].items() if k == index]
+    # A stream may hear again a hair before the poller's PING returns: count that as 0.
+    delays = [
+        max(0.0, at - outage.up_at)
+        for (_, k), at in sorted_out["first_after"].items()
+        if k == index
+    ]
     usage = server.usage()
     ledger.usages.append(usage)
     gaps = state["gaps"] - ledger.gaps_seen
     ledger.gaps_seen = state["gaps"]
     ledger.lost += sorted_out["lost"]
+    ledger.restarts.append(
+        {
+            "resumed": state["caught_up"],
+            "first_message_ms": {
+                "p50": percentile(delays, 50) * 1e3,
+                "p99": percentile(delays, 99) * 1e3,
+                "max": max(delays, default=0) * 1e3,
+                "measured": len(delays),
+            },
+            "gaps": gaps,
+            "lost_outside_outages": sorted_out["lost"],
+            "missed_while_resuming": sorted_out["resuming"],
+            "failed_publishes": outage.failed_publishes(publisher.acked_at),
+            "rss_kib": usage.rss_kib,
+            "threads": usage.threads,
+            "fds": usage.fds,
+        }
+    )
     if not resumed:
         ledger.failures.append(f"restart {number}: {streams - state['caught_up']} never resumed")
     if sorted_out["lost"]:
@@ -155,9 +216,9 @@ def _report_restart(
         f"first message p50 {percentile(delays, 50) * 1e3:.0f} ms, "
         f"p99 {percentile(delays, 99) * 1e3:.0f} ms, max {max(delays, default=0) * 1e3:.0f} ms "
         f"({len(delays)} measured); gaps {gaps}; lost outside outages {sorted_out['lost']}; "
-        f"missed while resuming {sorted_out['resuming']}, not published "
-        f"{sorted_out['failed']} (all streams); RSS {usage.rss_kib / 1024:.1f} MiB, "
-        f"threads {usage.threads}, fds {usage.fds}",
+        f"missed while resuming {sorted_out['resuming'] / streams:.1f} per stream; "
+        f"publishes failed in the outage {outage.failed_publishes(publisher.acked_at)}; "
+        f"RSS {usage.rss_kib / 1024:.1f} MiB, threads {usage.threads}, fds {usage.fds}",
     )
 
 
@@ -269,6 +330,10 @@ def main(argv: list[str]) -> int:
     )
     for failure in ledger.failures:
         print(f"FAIL: {failure}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    document = {"options": vars(options), "restarts": ledger.restarts, "failures": ledger.failures}
+    (RESULTS / "soak-latest.json").write_text(json.dumps(document, indent=2) + "\n")
+    print(f"Saved {RESULTS / 'soak-latest.json'}.")
     print("PASS" if not ledger.failures else "FAILED")
     return 1 if ledger.failures else 0
 
