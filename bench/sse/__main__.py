@@ -76,6 +76,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "the fast path at --compare-n, twice each (ABBA).",
     )
     parser.add_argument("--compare-n", type=int, default=5000)
+    parser.add_argument(
+        "--floor-n",
+        type=int,
+        default=10_000,
+        help="N of uvicorn alone holding open responses (0: not measured).",
+    )
     parser.add_argument("--client-processes", type=int, default=2)
     return parser.parse_args(argv)
 
@@ -147,6 +153,11 @@ def _run(options: argparse.Namespace) -> dict[str, Any]:
                 figures = measure.streams_at(redis_server, pool, plan, kind, n, secret_key, drain)
                 results["runs"][f"{kind}-{n}"] = figures
                 _progress(started, f"  {_summary(figures)}")
+            if options.floor_n:
+                _progress(started, f"uvicorn alone, {options.floor_n:,} open responses")
+                results["floor"] = measure.floor(
+                    redis_server, pool, plan, min(options.floor_n, streams_cap()), secret_key
+                )
             if not options.no_stall:
                 for kind in options.paths:
                     _progress(started, f"{kind} path, stalled clients")

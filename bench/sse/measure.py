@@ -21,9 +21,9 @@ from localservers import RedisServer, wait_until
 
 from ..stats import percentile
 from .loadgen import ClientPool
+from .paths import TOPIC
 from .server import StreamServer, Usage
 
-TOPIC = "bench-streams"
 #: Most connections a client process has connecting at once.
 CONCURRENCY = 500
 #: Seconds allowed per stream opened, on top of a fixed minute (the view opens ~80/s).
@@ -247,6 +247,28 @@ def streams_at(
         else:
             figures["release"] = _wait_release(run, idle)
         return figures
+
+
+def floor(
+    redis_server: RedisServer, pool: ClientPool, plan: Plan, n: int, secret_key: str
+) -> dict[str, Any]:
+    """``n`` open responses of uvicorn alone (``bench.sse.app.FLOOR_PATH``): what the
+    server holds per stream before any stream path adds its own."""
+    with Run(redis_server, pool, plan, "floor", secret_key) as run:
+        idle = run.idle()
+        opened = run.open("main", n)
+        if opened["opened"] < n:
+            return {"n": n, "error": f"only {opened['opened']} of {n} streams opened"}
+        time.sleep(SETTLE_SECONDS)
+        held = run.server.usage()
+        return {
+            "n": n,
+            "open": opened,
+            "opens_per_s": n / opened["seconds"],
+            "open_cpu_ms_per_stream": 1e3 * (held.cpu_s - idle.cpu_s) / n,
+            "threads_above_idle": held.threads - idle.threads,
+            "rss_kib_per_stream": (held.rss_kib - idle.rss_kib) / n,
+        }
 
 
 def stalled(

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import secrets
 
-from .measure import TOPIC
+#: The one topic every stream of the benchmark and the soak reads.
+TOPIC = "bench-streams"
+#: Served by ``bench.sse.app`` itself: an open event stream that sends nothing.
+FLOOR_PATH = "/bench/floor"
 
 
 def configure() -> str:
@@ -17,7 +20,8 @@ def configure() -> str:
 
 
 def stream_paths() -> dict[str, str]:
-    """The view's URL and the fast path's (``stream_url``: the view's plus a token).
+    """The view's URL, the fast path's (``stream_url``: the view's plus a token) and
+    uvicorn's floor.
 
     Call ``configure()`` first: the token is signed with its key.
     """
@@ -32,4 +36,5 @@ def stream_paths() -> dict[str, str]:
     return {
         "view": reverse("broadcast_app:stream", kwargs={"topic": TOPIC}),
         "fast": stream_url(TOPIC),
+        "floor": FLOOR_PATH,
     }

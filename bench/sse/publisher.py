@@ -20,7 +20,8 @@ from redis.retry import Retry
 
 from localservers import RedisServer
 
-from .measure import TOPIC, payload
+from .measure import payload
+from .paths import TOPIC
 
 #: Seconds a PUBLISH may take before it counts as failed.
 PUBLISH_TIMEOUT = 0.5

@@ -222,6 +222,25 @@ def _flavour_rows(flavours: dict[str, list[dict[str, Any]]]) -> list[Row]:
     return rows
 
 
+def _floor_rows(floor: dict[str, Any], runs: dict[str, dict[str, Any]]) -> list[Row]:
+    """uvicorn alone beside the fast path at the same N: the part of a stream's cost
+    that is the server's own."""
+    if "error" in floor:
+        return [Row("uvicorn alone (open responses)", floor["error"], "")]
+    n = floor["n"]
+    fast = runs.get(f"fast-{n}")
+    ours = "n/a" if fast is None or "error" in fast else f"{_kb(fast['rss_kib_per_stream']):.1f}"
+    return [
+        Row(
+            f"N={n:,}: RSS per stream (KB), fast path vs uvicorn alone (no subscription)",
+            ours,
+            f"uvicorn alone {_kb(floor['rss_kib_per_stream']):.1f} "
+            f"(opens {floor['opens_per_s']:,.0f}/s, "
+            f"{floor['open_cpu_ms_per_stream']:.2f} ms CPU each)",
+        )
+    ]
+
+
 def _capacity_rows(results: dict[str, Any]) -> list[Row]:
     """Whether the largest run held its streams; below the target only when this
     machine's open-files limit made the target impossible to run."""
@@ -248,6 +267,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
         missing = f"skipped (N > {view_cap:,}, see docs)" if n > view_cap else "not run"
         table += _rows_at(n, fast, view, missing)
     table += _capacity_rows(results)
+    if results.get("floor"):
+        table += _floor_rows(results["floor"], results["runs"])
     if results.get("stall"):
         table += _stall_rows(results["stall"])
     if results.get("flavours"):

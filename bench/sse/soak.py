@@ -41,8 +41,7 @@ from .. import environment
 from ..report import RESULTS
 from ..stats import percentile
 from .loadgen import ClientPool
-from .measure import TOPIC
-from .paths import configure, stream_paths
+from .paths import TOPIC, configure, stream_paths
 from .publisher import Publisher
 from .server import StreamServer, Usage
 
