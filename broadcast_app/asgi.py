@@ -61,6 +61,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: The application wrapped: typed loosely, so that Django's ``ASGIHandler`` (whose scope is
+#: a ``dict``) and any other ASGI 3 callable fit.
+WrappedApp = Callable[[Any, Any, Any], Awaitable[object]]
 
 #: Seconds a draining stream may still spend sending before it is cut off.
 DRAIN_GRACE = 1.0
@@ -80,14 +83,14 @@ def drain(spread: float = DRAIN_RETRY_SPREAD) -> int:
     return streams.drain(spread)
 
 
-def with_streams(application: ASGIApp) -> ASGIApp:
+def with_streams(application: WrappedApp) -> ASGIApp:
     """Return an ASGI application serving token-carrying stream requests itself and
     passing everything else to ``application``."""
     return _StreamsApplication(application)
 
 
 class _StreamsApplication:
-    def __init__(self, application: ASGIApp) -> None:
+    def __init__(self, application: WrappedApp) -> None:
         self.application = application
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,6 +105,8 @@ class _StreamsApplication:
 
 class _StreamRequest:
     """A GET for a stream URL with a token: the view it resolves to, and the query."""
+
+    __slots__ = ("last_event_id", "token", "topic", "view")
 
     def __init__(self, view: views.BroadcastStreamView, topic: str, query: dict[str, str]):
         self.view = view
@@ -144,7 +149,7 @@ class _StreamRequest:
             await _answer(send, 400, views.INVALID_LAST_EVENT_ID_MESSAGE.format(error=exc))
             return
         try:
-            stream = streams.open(subscription, configured_max_streams())
+            stream = streams.open(subscription, configured_max_streams(), view.channel_alias)
         except StreamLimitError:
             await _answer(send, 503, views.BUSY_MESSAGE, view.retry)
             return
@@ -189,6 +194,8 @@ async def _serve_stream(
         # Stalled past the stall timeout, or draining past the grace: the response stays
         # incomplete, which makes the server drop the connection.
         pass
+    except OSError:
+        pass  # Servers may raise from send() once the client is gone (ASGI 2.4).
     finally:
         stream.on_stop = None
         listener.cancel()

@@ -69,9 +69,13 @@ class OpenStream:
     stream its subscription alone cannot, e.g. one blocked in a stalled send.
     """
 
-    def __init__(self, registry: StreamRegistry, subscription: Subscription) -> None:
+    __slots__ = ("_registry", "alias", "final_retry", "on_stop", "subscription")
+
+    def __init__(self, registry: StreamRegistry, subscription: Subscription, alias: str) -> None:
         self._registry = registry
         self.subscription = subscription
+        #: The alias of the channel streamed from (for per-channel counts).
+        self.alias = alias
         self.final_retry: float | None = None
         self.on_stop: Callable[[], object] | None = None
 
@@ -96,6 +100,7 @@ class StreamRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: set[OpenStream] = set()
+        self._per_alias: dict[str, int] = {}
         self._draining = False
 
     def __len__(self) -> int:
@@ -106,8 +111,9 @@ class StreamRegistry:
         """Whether ``drain()`` was called: no stream opens any more."""
         return self._draining
 
-    def open(self, subscription: Subscription, limit: int | None) -> OpenStream:
-        """Count a new stream of ``subscription``; ``limit`` is the most open at once.
+    def open(self, subscription: Subscription, limit: int | None, alias: str) -> OpenStream:
+        """Count a new stream of ``subscription`` from channel ``alias``; ``limit`` is the
+        most streams open at once, whatever their channel.
 
         Raises:
             StreamLimitError: ``limit`` streams are open, or the registry is draining.
@@ -115,13 +121,20 @@ class StreamRegistry:
         with self._lock:
             if self._draining or (limit is not None and len(self._open) >= limit):
                 raise StreamLimitError
-            stream = OpenStream(self, subscription)
+            stream = OpenStream(self, subscription, alias)
             self._open.add(stream)
+            self._per_alias[alias] = self._per_alias.get(alias, 0) + 1
             return stream
 
     def discard(self, stream: OpenStream) -> None:
         with self._lock:
-            self._open.discard(stream)
+            if stream in self._open:
+                self._open.remove(stream)
+                self._per_alias[stream.alias] -= 1
+
+    def count(self, alias: str) -> int:
+        """The open streams from channel ``alias``."""
+        return self._per_alias.get(alias, 0)
 
     def drain(self, spread: float = DRAIN_RETRY_SPREAD) -> int:
         """End every open stream, and refuse new ones from now on; return how many.
@@ -150,6 +163,8 @@ class EventStream:
     cannot read Redis (logged as a warning): the browser reconnects after ``retry`` and
     resumes from the last ``id`` it received.
     """
+
+    __slots__ = ("_gaps", "_keeps_history", "_live", "_options", "_stream", "_subscription")
 
     def __init__(
         self,
@@ -204,7 +219,8 @@ class EventStream:
                 started = time.monotonic()
                 yield body
                 self._after_send(started)
-        yield self._closing()
+        if closing := self._closing():
+            yield closing
 
     async def achunks(self) -> AsyncGenerator[bytes]:
         """Async twin of ``chunks()``; yields to the event loop after every full chunk."""
@@ -224,7 +240,8 @@ class EventStream:
                 if chunk.full:
                     # A backlog: let other streams (and a disconnect) run before the next.
                     await asyncio.sleep(0)
-        yield self._closing()
+        if closing := self._closing():
+            yield closing
 
     def _gap_frame(self) -> bytes:
         gaps = self._subscription.gaps
@@ -236,6 +253,8 @@ class EventStream:
 
 class _Chunk:
     """One chunk of a stream's body, filled from one or more receives."""
+
+    __slots__ = ("_frames", "_gap_frame", "_size", "timeout")
 
     def __init__(self, heartbeat: float, gap_frame: Callable[[], bytes]) -> None:
         self._gap_frame = gap_frame

@@ -40,7 +40,7 @@ from django.http import (
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from . import sse, tokens
+from . import metrics, sse, tokens
 from .channel import CursorTopic, Subscription, Topic
 from .conf import DEFAULT_CHANNEL_ALIAS, Authorizer, get_channel, load_authorizer
 from .conf import stream_authorizer as configured_authorizer
@@ -53,6 +53,8 @@ from .streaming import EventStream, OpenStream, StreamLimitError, StreamOptions,
 from .topic_urls import check_url_topic, decode_path
 
 logger = logging.getLogger("broadcast_app")
+# The metrics read the open streams of each channel from the registry of both paths.
+metrics.open_streams = streams.count
 
 NO_AUTHORIZER_MESSAGE = (
     "Streaming is refused: set BROADCAST_STREAM_AUTHORIZER to the dotted path of a "
@@ -270,7 +272,7 @@ class BroadcastStreamView(View):
         """Start ``subscription`` and return the response streaming it, or a 503."""
         options = self.get_stream_options()
         try:
-            stream = streams.open(subscription, configured_max_streams())
+            stream = streams.open(subscription, configured_max_streams(), self.channel_alias)
         except StreamLimitError:
             return unavailable(BUSY_MESSAGE, self.retry)
         try:

@@ -21,6 +21,7 @@ from typing import Any, Self
 
 import httpx
 import pytest
+from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from broadcast_app import get_channel
@@ -111,6 +112,9 @@ class SSEParser:
 
     comments: list[str] = field(default_factory=list)
     retry: int | None = None
+    #: Every ``retry`` and ``id`` field, in order (``retry`` above is the last).
+    retries: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
     _buffer: str = ""
     _data: list[str] = field(default_factory=list)
     _type: str = ""
@@ -149,6 +153,9 @@ class SSEParser:
             self._type = value
         elif name == "retry" and value.isdigit():
             self.retry = int(value)
+            self.retries.append(self.retry)
+        elif name == "id":
+            self.ids.append(value)
         return None
 
 
@@ -205,7 +212,8 @@ class WebServer(LoggedProcess):
     """``manage.py runserver`` (threaded WSGI) or uvicorn (ASGI) serving testproject.
 
     Environment: REDIS_URL of ``redis`` (Redis channel; else in-memory), the
-    ``tests.django_fixtures.allow_public`` authorizer and a TEST_HEARTBEAT keep-alive.
+    ``tests.django_fixtures.allow_public`` authorizer, a TEST_HEARTBEAT keep-alive, the
+    test-only URLs and this process's SECRET_KEY (sessions and tokens made here are valid).
     """
 
     start_timeout = SERVER_START_TIMEOUT
@@ -218,6 +226,8 @@ class WebServer(LoggedProcess):
             ROOT,
             {
                 "DJANGO_SETTINGS_MODULE": "testproject.settings",
+                "DJANGO_ROOT_URLCONF": "testproject.testing_urls",
+                "DJANGO_SECRET_KEY": settings.SECRET_KEY,
                 "BROADCAST_STREAM_AUTHORIZER": "tests.django_fixtures.allow_public",
                 "BROADCAST_STREAM_HEARTBEAT": str(TEST_HEARTBEAT),
                 "PYTHONUNBUFFERED": "1",

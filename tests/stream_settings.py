@@ -19,3 +19,5 @@ for _name in (
 ):
     if _name in os.environ:
         globals()[_name] = json.loads(os.environ[_name])
+
+SECRET_KEY = os.environ.get("STREAM_TEST_SECRET_KEY", SECRET_KEY)  # noqa: F405

@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from broadcast_app import get_channel, metrics
+from broadcast_app.tokens import stream_url
 from localservers import RedisServer
 
-from .django_fixtures import MEMORY, ROOT
+from .django_fixtures import MEMORY, ROOT, EventStream, WebServer
 from .waiting import WAIT, wait_until
 
 if TYPE_CHECKING:
@@ -90,6 +93,10 @@ PUBLISHER = """
 import sys, django
 django.setup()
 from broadcast_app import get_channel, metrics
+from broadcast_app.tokens import stream_url
+from localservers import RedisServer
+
+from .django_fixtures import EventStream, WebServer
 
 subscription = get_channel().topic("jobs").subscribe().__enter__()
 for _ in range(int(sys.argv[1])):
@@ -137,3 +144,35 @@ def test_multi_process_mode_sums_the_processes(tmp_path: Path) -> None:
     assert samples[("broadcast_app_messages_published_total", "default")] == 7
     assert samples[("broadcast_app_messages_delivered_total", "default")] == 7
     assert samples[("broadcast_app_subscriptions", "default")] == 2
+
+
+def test_a_real_scrape_under_django_prometheus(redis_server: RedisServer) -> None:
+    """uvicorn serving the test project through the fast path; /metrics by django-prometheus."""
+    topic = f"public:metrics:{uuid.uuid4().hex[:8]}"
+    with (
+        WebServer("uvicorn", redis_server) as server,
+        httpx.Client(base_url=server.url, timeout=WAIT) as client,
+        client.stream("GET", stream_url(topic)) as response,
+    ):
+        stream = EventStream(response).wait_open()
+        redis_client = redis_server.client()
+        try:
+            assert wait_until(lambda: redis_server.numsub(topic) == 1, WAIT)
+            for index in range(3):
+                redis_client.publish(topic, b"%d" % index)
+            stream.read_until(lambda events: len(events) == 3)
+        finally:
+            redis_client.close()
+        samples = scrape(client.get("/testing/metrics").text)
+    assert samples[("broadcast_app_streams", "default")] == 1
+    assert samples[("broadcast_app_subscriptions", "default")] == 1
+    assert samples[("broadcast_app_messages_delivered_total", "default")] >= 3
+    assert samples[("broadcast_app_messages_published_total", "default")] == 0
+
+
+def scrape(text: str) -> dict[tuple[str, str | None], float]:
+    return {
+        (sample.name, sample.labels.get("channel")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

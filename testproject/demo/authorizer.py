@@ -2,7 +2,9 @@
 
 The jobs a visitor created are remembered in their session (an anonymous session is
 enough), so the policy needs no user accounts and no database. ``can_stream`` is the
-project's ``BROADCAST_STREAM_AUTHORIZER``.
+project's ``BROADCAST_STREAM_AUTHORIZER``. The demo's pages hand out stream URLs with
+a token (``broadcast_app.tokens.stream_url``), which the stream accepts without asking
+it; it decides for the URLs without one.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -10,7 +9,7 @@ from typing import Any
 
 from celery import Task
 
-from broadcast_app import get_channel
+from broadcast_app import send_event
 from testproject.celery import app
 
 from .authorizer import job_topic
@@ -20,24 +19,23 @@ logger = logging.getLogger(__name__)
 
 @app.task(bind=True)
 def run_job(self: Task, job_id: str, steps: int, step_seconds: float) -> None:
-    """Work through ``steps`` steps, publishing one JSON event per step to ``jobs:<job_id>``.
+    """Work through ``steps`` steps, sending one JSON event per step to ``jobs:<job_id>``.
 
-    Events: ``{"job", "step", "steps", "percent", "message", "done"}``; step 0 says who
-    runs the job, steps 1..steps report progress, and a last event has ``"done": true``.
-    Delivery is at-most-once: the page subscribes before it starts the job.
+    Each is ``{"job", "step", "steps", "percent", "message"}``: ``progress`` events for
+    step 0 (who runs the job) and steps 1..steps, then a ``done`` event. Delivery is
+    at-most-once: the page subscribes before it starts the job.
     """
-    topic = get_channel().topic(job_topic(job_id))
+    topic = job_topic(job_id)
 
-    def report(step: int, message: str, *, done: bool = False) -> None:
-        event = {
+    def report(step: int, message: str, *, event: str = "progress") -> None:
+        data = {
             "job": job_id,
             "step": step,
             "steps": steps,
             "percent": step * 100 // steps,
             "message": message,
-            "done": done,
         }
-        topic.publish(json.dumps(event).encode())
+        send_event(topic, data, event=event)
 
     if self.request.is_eager:
         report(0, "Started in a thread of the web process (Celery eager mode).")
@@ -46,7 +44,7 @@ def run_job(self: Task, job_id: str, steps: int, step_seconds: float) -> None:
     for step in range(1, steps + 1):
         time.sleep(step_seconds)  # The real work would go here.
         report(step, f"Step {step} of {steps} done.")
-    report(steps, "Job finished.", done=True)
+    report(steps, "Job finished.", event="done")
 
 
 def enqueue_job(job_id: str, steps: int, step_seconds: float) -> None:

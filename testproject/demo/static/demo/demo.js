@@ -1,11 +1,11 @@
-"use strict";
-// The demo page: follows jobs and the chat topic through the stream view with EventSource.
+// The demo page: follows jobs and the chat topic with broadcast_app's broadcast.js.
+import {BroadcastStream} from "../broadcast_app/broadcast.js";
 
 const page = document.body.dataset;
-const RETRY_MS = 3000;
-const MAX_RETRY_MS = 30000;
 const MAX_LOG_LINES = 50;
 const MAX_JOB_ROWS = 4;
+const WORKER_HINT_MS = Number(page.workerHintSeconds) * 1000;
+const IDLE_TIMEOUT_MS = Number(page.idleTimeoutMs);
 
 /** POST to a demo endpoint; resolves to its JSON body, rejects with its error message. */
 async function post(url, body) {
@@ -15,79 +15,48 @@ async function post(url, body) {
     body,
     credentials: "same-origin",
   });
-  const data = response.status === 204 ? {} : await response.json();
+  const type = response.headers.get("Content-Type") ?? "";
+  const data = type.startsWith("application/json") ? await response.json() : {};
   if (!response.ok) {
     throw new Error(data.error || `HTTP ${response.status}`);
   }
   return data;
 }
 
-/**
- * Follow the event stream at `url` until `close()`.
- *
- * EventSource reconnects by itself when a connection drops (server restart, network);
- * after an error status such as 503 it gives up, so a new one is opened with backoff.
- * Callbacks: onStatus(state, text); onOpen(reconnected); onMessage(text);
- * onBinary(bytes); onGap() when messages may have been missed.
- */
-function follow(url, {onStatus, onOpen = () => {}, onMessage, onBinary = () => {}, onGap}) {
-  let source = null;
-  let closed = false;
-  let opened = false;
-  let timer = null;
-  let delay = RETRY_MS;
-
-  function connect() {
-    source = new EventSource(url);
-    source.onopen = () => {
-      delay = RETRY_MS;
-      onStatus("live", "live");
-      onOpen(opened);
-      opened = true;
-    };
-    source.onmessage = (event) => onMessage(event.data);
-    source.addEventListener("binary", (event) => {
-      onBinary(Uint8Array.from(atob(event.data), (c) => c.charCodeAt(0)));
-    });
-    source.addEventListener("gap", () => onGap());
-    source.onerror = () => {
-      if (closed) {
-        return;
-      }
-      onStatus("reconnecting", "reconnecting…");
-      if (source.readyState === EventSource.CLOSED) {
-        timer = setTimeout(connect, delay);
-        delay = Math.min(delay * 2, MAX_RETRY_MS);
-      }
-    };
+/** Show a stream's state (see BroadcastStream's onState) in a status badge. */
+function showState(element, state, detail) {
+  let text = {connecting: "connecting…", open: "live"}[state];
+  if (state === "waiting") {
+    const seconds = Math.ceil(detail.delay / 1000);
+    const why = detail.status === 503 ? "server busy" : "reconnecting";
+    text = `${why}, retry in ${seconds} s…`;
+  } else if (state === "closed") {
+    const refused = `refused (HTTP ${detail.status}): reload the page`;
+    text = detail.reason === "refused" ? refused : "closed";
   }
-
-  connect();
-  return {
-    close() {
-      closed = true;
-      clearTimeout(timer);
-      source.close();
-    },
-  };
-}
-
-function showStatus(element, state, text) {
   element.dataset.state = state;
   element.textContent = text;
 }
 
-/** Add a line at the top of a log list, keeping the last MAX_LOG_LINES. */
+/** Add a line at the top of a log list, keeping the last MAX_LOG_LINES; return it. */
 function addLine(list, text, kind = "") {
   const item = document.createElement("li");
   const time = document.createElement("time");
+  const message = document.createElement("span");
   time.textContent = new Date().toLocaleTimeString();
-  item.append(time, " ", text);  // Text nodes: messages are never parsed as HTML.
+  message.textContent = text; // Text nodes: messages are never parsed as HTML.
+  item.append(time, " ", message);
   item.className = kind;
   list.prepend(item);
   while (list.children.length > MAX_LOG_LINES) {
     list.lastElementChild.remove();
   }
+  return item;
+}
+
+function setLine(item, text, kind = "") {
+  item.querySelector("span").textContent = text;
+  item.className = kind;
 }
 
 // -- Jobs ------------------------------------------------------------------------------
@@ -114,42 +83,62 @@ function followJob(job) {
   const bar = row.querySelector("progress");
   const percent = row.querySelector(".percent");
   const status = row.querySelector(".status");
+  const hint = row.querySelector(".job-hint");
   const label = `[${job.id.slice(0, 8)}]`;
+  let hintTimer = null;
+  let taken = false; // Whether an event of the job has arrived: someone runs it.
 
-  const stream = follow(job.stream, {
-    onStatus: (state, text) => showStatus(status, state, text),
-    onOpen(reconnected) {
-      if (reconnected) {
-        addLine(jobLog, `${label} reconnected; events sent meanwhile are lost`, "warning");
-        return;
-      }
-      post(job.start)
-        .then(() => addLine(jobLog, `${label} queued`))
-        .catch((error) => {
-          stream.close();
-          showStatus(status, "failed", "failed");
-          addLine(jobLog, `${label} not started: ${error.message}`, "error");
-        });
-    },
-    onMessage(text) {
-      let event;
-      try {
-        event = JSON.parse(text);
-      } catch {
-        // Anyone with Redis access can publish here, e.g. with manage.py publish_topic.
-        addLine(jobLog, `${label} ${text}`, "warning");
-        return;
-      }
-      bar.value = event.percent;
-      percent.textContent = `${event.percent}%`;
-      addLine(jobLog, `${label} ${event.percent}% ${event.message}`);
-      if (event.done) {
+  function start() {
+    // The line is written before the request: events may arrive before its answer.
+    const line = addLine(jobLog, `${label} queueing…`);
+    post(job.start)
+      .then(() => {
+        setLine(line, `${label} queued`);
+        if (WORKER_HINT_MS > 0 && !taken) {
+          hintTimer = setTimeout(() => (hint.hidden = false), WORKER_HINT_MS);
+        }
+      })
+      .catch((error) => {
         stream.close();
-        showStatus(status, "done", "done");
-        row.classList.add("done");
+        status.dataset.state = "failed";
+        status.textContent = "failed";
+        setLine(line, `${label} not started: ${error.message}`, "error");
+      });
+  }
+
+  const stream = new BroadcastStream(job.stream, {
+    onState(state, detail) {
+      if (state === "closed" && detail.reason === "terminal") {
+        status.dataset.state = "done";
+        status.textContent = "done";
+        return;
       }
+      showState(status, state, detail);
+      if (state === "open" && !detail.reconnect) {
+        start();
+      } else if (state === "open") {
+        const lost = page.replay ? "resumed after the last event" : "events sent meanwhile are lost";
+        addLine(jobLog, `${label} reconnected; ${lost}`, "warning");
+      }
+    },
+    // The job sends JSON "progress" events, then "done"; broadcast.js parses them.
+    onEvent(event) {
+      if (event.type !== "progress" && event.type !== "done") {
+        // Anyone with Redis access can publish here, e.g. with manage.py publish_topic.
+        addLine(jobLog, `${label} ${event.type}: ${event.text}`, "warning");
+        return;
+      }
+      const report = event.data;
+      taken = true;
+      clearTimeout(hintTimer);
+      hint.hidden = true;
+      bar.value = report.percent;
+      percent.textContent = `${report.percent}%`;
+      addLine(jobLog, `${label} ${report.percent}% ${report.message}`);
     },
     onGap: () => addLine(jobLog, `${label} some events were missed`, "warning"),
+    stopOn: "done",
+    idleTimeout: IDLE_TIMEOUT_MS,
   });
 }
 
@@ -172,11 +161,21 @@ const chatForm = document.getElementById("chat-form");
 const chatInput = document.getElementById("chat-message");
 const chatStatus = document.getElementById("chat-status");
 
-follow(page.chatStream, {
-  onStatus: (state, text) => showStatus(chatStatus, state, text),
-  onMessage: (text) => addLine(chatList, text),
-  onBinary: (bytes) => addLine(chatList, `(${bytes.length} bytes of binary data)`, "warning"),
+function chatLine(event) {
+  if (event.type === "message") {
+    return [event.text, ""];
+  }
+  if (event.type === "binary") {
+    return [`(${event.data.length} bytes of binary data)`, "warning"];
+  }
+  return [`${event.type}: ${event.text}`, ""];
+}
+
+new BroadcastStream(page.chatStream, {
+  onState: (state, detail) => showState(chatStatus, state, detail),
+  onEvent: (event) => addLine(chatList, ...chatLine(event)),
   onGap: () => addLine(chatList, "(some messages were missed)", "warning"),
+  idleTimeout: IDLE_TIMEOUT_MS,
 });
 
 chatForm.addEventListener("submit", async (event) => {
