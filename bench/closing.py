@@ -27,6 +27,9 @@ from .stats import percentile
 
 #: Seconds a consumer gets to block in receive() before the close.
 BLOCK_DELAY = 0.02
+#: Subscriptions opened and closed per crowded round, and those the topic keeps around.
+CROWDED_ROUND = 1000
+CROWDED_OTHERS = 10_000
 JOIN_TIMEOUT = 5.0
 
 
@@ -83,6 +86,34 @@ def _subscribed(server: RedisServer, topic: str) -> bool:
     return server.numsub(topic) == 1
 
 
+def _crowded_round(channel: RedisBroadcastChannel, topic: str, others: int) -> float:
+    """Microseconds per subscribe-and-close of one subscription of a topic that has
+    ``others`` more (the topic stays listened: no round trip to Redis is timed)."""
+    keep = [channel.topic(topic).subscribe().__enter__() for _ in range(others + 1)]
+    try:
+        began = time.perf_counter()
+        round_ = [channel.topic(topic).subscribe().__enter__() for _ in range(CROWDED_ROUND)]
+        random.shuffle(round_)
+        for subscription in round_:
+            subscription.close()
+        return (time.perf_counter() - began) / CROWDED_ROUND * 1e6
+    finally:
+        for subscription in keep:
+            subscription.close()
+
+
+def measure_crowded(client: redis.Redis) -> dict[str, Any]:
+    """Subscribe-and-close cost of one of many subscriptions of a topic, against one of a
+    topic of its own: O(1) means about the same figure."""
+    channel = RedisBroadcastChannel(client)
+    try:
+        alone = min(_crowded_round(channel, "bench-crowded", 0) for _ in range(3))
+        among = min(_crowded_round(channel, "bench-crowded", CROWDED_OTHERS) for _ in range(3))
+    finally:
+        channel.close()
+    return {"others": CROWDED_OTHERS, "alone_us": alone, "among_us": among}
+
+
 def measure(
     server: RedisServer, client: redis.Redis, *, samples: int, naive_samples: int
 ) -> dict[str, Any]:
@@ -113,4 +144,4 @@ def measure(
         naive.append(
             _sample(server, topic, functools.partial(baseline.receive, None), baseline.close, delay)
         )
-    return {"ours": _summary(ours), "naive": _summary(naive)}
+    return {"ours": _summary(ours), "naive": _summary(naive), "crowded": measure_crowded(client)}

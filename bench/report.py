@@ -164,6 +164,18 @@ def _close_rows(closing: dict[str, Any]) -> list[Row]:
                 worst < 10,
             )
         )
+    crowded = closing.get("crowded")
+    if crowded is not None:
+        rows.append(
+            Row(
+                f"subscribe + close among {crowded['others']:,} of a topic (us)",
+                _number(crowded["among_us"], 1),
+                f"alone {_number(crowded['alone_us'], 1)}",
+                f"{crowded['among_us'] / crowded['alone_us']:.2f}x alone",
+                "< 2x alone",
+                crowded["among_us"] < 2 * crowded["alone_us"],
+            )
+        )
     rows.append(
         Row(
             "close() until PUBSUB NUMSUB is 0, p50 / max (ms)",

@@ -24,7 +24,12 @@ from .channel import (
     Subscription,
     Topic,
 )
-from .exceptions import BroadcastChannelError, PublishError, SubscriptionClosedError
+from .exceptions import (
+    BroadcastChannelError,
+    PayloadTooLargeError,
+    PublishError,
+    SubscriptionClosedError,
+)
 
 if TYPE_CHECKING:
     from .conf import InvalidChannelBackendError, get_channel
@@ -48,6 +53,7 @@ __all__ = [
     "CursorTopic",
     "InvalidChannelBackendError",
     "Message",
+    "PayloadTooLargeError",
     "Producer",
     "PublishError",
     "PublishListener",

@@ -12,3 +12,10 @@ class SubscriptionClosedError(BroadcastChannelError):
 
 class PublishError(BroadcastChannelError):
     """The backend could not accept a message; ``__cause__`` holds the backend's error."""
+
+
+class PayloadTooLargeError(PublishError, ValueError):
+    """A payload is longer than the channel's ``max_payload_bytes``; nothing was sent.
+
+    A ``ValueError`` too: the caller's input is at fault, and retrying cannot help.
+    """

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .conf import channels
+from .streaming import streams
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -73,14 +74,11 @@ METRICS: dict[str, tuple[str, str, str]] = {
     ),
 }
 
-#: ``alias -> open streams``; set by the stream layer.
-open_streams: Callable[[str], int] = lambda alias: 0  # noqa: E731
-
 
 def channel_stats() -> dict[str, dict[str, int]]:
     """``stats()`` of every channel this process has built, with its open streams."""
     return {
-        alias: {**channel.stats(), "streams": open_streams(alias)}
+        alias: {**channel.stats(), "streams": streams.count(alias)}
         for alias, channel in channels.built().items()
     }
 
@@ -89,9 +87,11 @@ class BroadcastCollector:
     """A ``prometheus_client`` collector reading ``channel_stats()`` when scraped."""
 
     def describe(self) -> Iterable[Any]:
+        """The metric families, without figures: what ``register()`` checks for clashes."""
         return self._families({})
 
     def collect(self) -> Iterable[Any]:
+        """The metric families with the current figures, labelled by channel alias."""
         return self._families(channel_stats())
 
     @staticmethod
@@ -156,6 +156,7 @@ class MultiProcessMirror:
                     self._copied[(alias, key)] = value
 
     def start(self) -> None:
+        """Start the copying thread, unless it runs already. Does not block."""
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._run, name="broadcast_app-metrics", daemon=True

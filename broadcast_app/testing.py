@@ -36,6 +36,7 @@ class CapturedMessages(list[bytes]):
 
     @property
     def events(self) -> list[str | None]:
+        """The event name of each captured message, in order; None for a plain publish."""
         return [message.event for message in self.messages]
 
 

@@ -40,7 +40,7 @@ from django.http import (
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from . import metrics, sse, tokens
+from . import sse, tokens
 from .channel import CursorTopic, Subscription, Topic
 from .conf import DEFAULT_CHANNEL_ALIAS, Authorizer, get_channel, load_authorizer
 from .conf import stream_authorizer as configured_authorizer
@@ -53,8 +53,6 @@ from .streaming import EventStream, OpenStream, StreamLimitError, StreamOptions,
 from .topic_urls import check_url_topic, decode_path
 
 logger = logging.getLogger("broadcast_app")
-# The metrics read the open streams of each channel from the registry of both paths.
-metrics.open_streams = streams.count
 
 NO_AUTHORIZER_MESSAGE = (
     "Streaming is refused: set BROADCAST_STREAM_AUTHORIZER to the dotted path of a "
@@ -94,6 +92,7 @@ class EventStreamResponse(StreamingHttpResponse):
         self.stream = stream
 
     def close(self) -> None:
+        """Close the subscription and uncount the stream; called by Django's handler."""
         try:
             self.subscription.close()
             if self.stream is not None:
@@ -192,6 +191,7 @@ class BroadcastStreamView(View):
         return allowed is True
 
     def get_heartbeat(self) -> float:
+        """Seconds of silence before a keep-alive comment: ``heartbeat``, else the setting."""
         return configured_heartbeat() if self.heartbeat is None else float(self.heartbeat)
 
     def get_stream_options(self) -> StreamOptions:
@@ -253,6 +253,7 @@ class BroadcastStreamView(View):
         return None
 
     def get(self, request: HttpRequest, topic: str, **kwargs: Any) -> HttpResponseBase:
+        """Check the request, subscribe, and stream; see the class for the answers."""
         if not path_is_utf8(request):
             return HttpResponseBadRequest(INVALID_UTF8_MESSAGE, content_type=TEXT)
         try:

@@ -21,7 +21,8 @@ from typing import Any, Self
 
 import httpx
 import pytest
-from django.conf import settings
+import redis
+from django.conf import settings as django_settings
 from django.http import StreamingHttpResponse
 
 from broadcast_app import get_channel
@@ -227,7 +228,7 @@ class WebServer(LoggedProcess):
             {
                 "DJANGO_SETTINGS_MODULE": "testproject.settings",
                 "DJANGO_ROOT_URLCONF": "testproject.testing_urls",
-                "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+                "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
                 "BROADCAST_STREAM_AUTHORIZER": "tests.django_fixtures.allow_public",
                 "BROADCAST_STREAM_HEARTBEAT": str(TEST_HEARTBEAT),
                 "PYTHONUNBUFFERED": "1",
@@ -270,6 +271,24 @@ class WebServer(LoggedProcess):
     def threads(self) -> int:
         """The number of threads of the server process now."""
         return len(os.listdir(f"/proc/{self.pid}/task"))
+
+
+@pytest.fixture
+def memory_stream_settings(settings: Any) -> Any:
+    """In-memory channels ("default", "other"), the ``allow_public`` authorizer and fast
+    keep-alives. Restoring the settings afterwards closes the channels."""
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}, "other": {"BACKEND": MEMORY}}
+    settings.BROADCAST_STREAM_AUTHORIZER = "tests.django_fixtures.allow_public"
+    settings.BROADCAST_STREAM_HEARTBEAT = 0.05
+    return settings
+
+
+@pytest.fixture
+def redis_publisher(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A redis-py client of the session's Redis: another program, publishing."""
+    client = redis_server.client()
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="module", params=["runserver", "uvicorn"])

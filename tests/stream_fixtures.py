@@ -8,7 +8,6 @@ import json
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -61,10 +60,6 @@ class FastPathServer(WebServer):
         if self.graceful_timeout is not None:
             command += ["--timeout-graceful-shutdown", str(self.graceful_timeout)]
         return command
-
-
-def new_topic(label: str = "fast") -> str:
-    return f"{label}:{uuid.uuid4().hex[:10]}"
 
 
 def signed_url(topic: str, **kwargs: Any) -> str:
@@ -160,3 +155,15 @@ def raw_streams(streams: list[RawStream]) -> Iterator[list[RawStream]]:
     finally:
         for stream in streams:
             stream.close()
+
+
+def stream_path(topic: str, fast: bool) -> str:
+    """A stream URL served by the fast path (token) or by the Django view (authorizer)."""
+    return signed_url(topic) if fast else f"/broadcast/{topic}"
+
+
+def opened(stream: RawStream) -> RawStream:
+    """``stream``, once its response is 200 and its ``retry:`` line has arrived."""
+    assert stream.status == 200, stream.head
+    stream.read_until(lambda: stream.retries)
+    return stream

@@ -14,13 +14,9 @@ from django.urls import path
 
 from broadcast_app.views import BroadcastStreamView
 
-from .django_fixtures import allow_all
+from .django_fixtures import MEMORY, REDIS, SHARDED, STREAMS, allow_all
 
-MEMORY = "broadcast_app.backends.memory.InMemoryBroadcastChannel"
-PUBSUB = "broadcast_app.backends.redis.RedisBroadcastChannel"
-SHARDED = "broadcast_app.backends.sharded.ShardedRedisBroadcastChannel"
-STREAMS = "broadcast_app.backends.streams.StreamsBroadcastChannel"
-REDIS_BACKENDS = [PUBSUB, SHARDED, STREAMS]
+REDIS_BACKENDS = [REDIS, SHARDED, STREAMS]
 #: Nothing listens there: the checks never connect.
 URL = "redis://:s3cret@127.0.0.1:9/0"
 
@@ -89,11 +85,11 @@ def test_sound_redis_options_pass(backend: str) -> None:
 @pytest.mark.parametrize(
     ("backend", "option", "advice"),
     [
-        (PUBSUB, "sockettimeout", "did you mean 'socket_timeout'?"),
+        (REDIS, "sockettimeout", "did you mean 'socket_timeout'?"),
         (SHARDED, "socket_timout", "did you mean 'socket_timeout'?"),
         (STREAMS, "retention_second", "did you mean 'retention_seconds'?"),
         (MEMORY, "bufsize", "did you mean 'buffer_size'?"),
-        (PUBSUB, "retention_seconds", "only StreamsBroadcastChannel takes it"),
+        (REDIS, "retention_seconds", "only StreamsBroadcastChannel takes it"),
         (SHARDED, "maxlen", "only StreamsBroadcastChannel takes it"),
         (MEMORY, "socket_timeout", "an option of the Redis client"),
     ],
@@ -117,7 +113,7 @@ def test_a_database_that_is_not_a_number_is_refused(backend: str, database: str)
     assert f"database number, as in redis://host:6379/0, not {database!r}" in error.msg
 
 
-@pytest.mark.parametrize("backend", [PUBSUB, STREAMS])
+@pytest.mark.parametrize("backend", [REDIS, STREAMS])
 @pytest.mark.parametrize(
     "location", ["redis://127.0.0.1:9", "redis://127.0.0.1:9/", "redis://h/15"]
 )

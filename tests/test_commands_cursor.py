@@ -9,12 +9,13 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from broadcast_app import get_channel
+from broadcast_app.backends.streams import StreamsBroadcastChannel
 from localservers import RedisServer
 
 from .django_fixtures import ROOT, StartNotice, live_topics, new_topic, streams_channels
@@ -32,8 +33,11 @@ def publish(topic: str, *payloads: bytes) -> list[str]:
     channel_topic = get_channel().topic(topic)
     for payload in payloads:
         channel_topic.publish(payload)
-    client = get_channel().client  # type: ignore[attr-defined]
-    return [entry_id.decode() for entry_id, _ in client.xrange(topic)]
+    channel = get_channel()
+    assert isinstance(channel, StreamsBroadcastChannel)
+    # redis-py types a reply as any RESP value; a non-decoding client's XRANGE is this.
+    entries = cast(list[tuple[bytes, Any]], channel.client.xrange(topic))
+    return [entry_id.decode() for entry_id, _ in entries]
 
 
 def tail(*args: str, stderr: io.StringIO | None = None) -> tuple[list[str], str]:

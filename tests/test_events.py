@@ -13,7 +13,7 @@ import pytest
 from broadcast_app import Message, asend_event, get_channel, send_event, sse
 from broadcast_app.backends._envelope import EVENT_MARKER
 
-from .django_fixtures import Event, parse_events
+from .django_fixtures import MEMORY, Event, parse_events
 from .waiting import WAIT
 
 RAW_LOOKALIKES = [
@@ -107,12 +107,10 @@ def test_a_plain_message_is_framed_as_before() -> None:
 
 # -- send_event --------------------------------------------------------------------------
 
-MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
-
 
 @pytest.fixture
 def memory_channel(settings: Any) -> Any:
-    settings.BROADCAST_CHANNELS = {"default": MEMORY, "other": MEMORY}
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}, "other": {"BACKEND": MEMORY}}
     return get_channel
 
 

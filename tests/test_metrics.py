@@ -93,10 +93,6 @@ PUBLISHER = """
 import sys, django
 django.setup()
 from broadcast_app import get_channel, metrics
-from broadcast_app.tokens import stream_url
-from localservers import RedisServer
-
-from .django_fixtures import EventStream, WebServer
 
 subscription = get_channel().topic("jobs").subscribe().__enter__()
 for _ in range(int(sys.argv[1])):

@@ -5,6 +5,7 @@ Both run before any I/O, so the in-memory channel and bare URLs suffice (nothing
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -116,3 +117,13 @@ def test_backends_reject_non_finite_numeric_options(
     location = None if backend is InMemoryBroadcastChannel else NOWHERE
     with pytest.raises(ValueError, match=option):
         backend.from_settings(location, {option: value}).close()
+
+
+@pytest.mark.parametrize("value", NOT_FINITE, ids=["nan", "inf", "-inf"])
+def test_receive_timeouts_must_be_finite(value: float) -> None:
+    # nan used to wait forever, and infinity to raise OverflowError; None waits forever.
+    with InMemoryBroadcastChannel() as channel, channel.topic("t").subscribe() as subscription:
+        with pytest.raises(ValueError, match="timeout must be"):
+            subscription.receive(timeout=value)
+        with pytest.raises(ValueError, match="timeout must be"):
+            asyncio.run(subscription.areceive(timeout=value))

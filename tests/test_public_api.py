@@ -1,12 +1,15 @@
 """The public API is documented from ``broadcast_app`` alone.
 
 Every exported name, and every public method and property of an exported class, has a
-docstring (its own, or the one it implements from a protocol); the documentation's
-examples import only public modules, or a backend's module to build a channel by hand.
+docstring (its own, or the one it implements from a protocol); so does every public class
+and function of the other public modules, and of the backends' modules. The
+documentation's examples import only public modules, or a backend's module to build a
+channel by hand.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 from collections.abc import Iterator
@@ -27,11 +30,13 @@ IMPORT = re.compile(r"^\s*(?:from|import)\s+(broadcast_app[\w.]*)", re.MULTILINE
 
 
 def _members(cls: type) -> Iterator[tuple[str, object]]:
-    """The public methods and properties of ``cls``, inherited ones included."""
+    """The public methods and properties of ``cls`` that this package defines, inherited
+    ones included (those of Django's or the standard library's classes are theirs)."""
     for name, value in inspect.getmembers(cls):
         if name.startswith("_") and name not in API_DUNDERS:
             continue
-        if inspect.isfunction(value) or inspect.ismethod(value) or isinstance(value, property):
+        function = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+        if inspect.isfunction(function) and function.__module__.startswith("broadcast_app"):
             yield name, value
 
 
@@ -48,8 +53,28 @@ def test_every_exported_name_is_documented(name: str) -> None:
     own_doc = value.__dict__.get("__doc__") if inspect.isclass(value) else value.__doc__
     assert own_doc, f"{name} has no docstring"
     if inspect.isclass(value):
-        undocumented = [member for member, obj in _members(value) if not inspect.getdoc(obj)]
-        assert undocumented == [], f"{name} has undocumented members"
+        assert _undocumented(value) == [], f"{name} has undocumented members"
+
+
+def _undocumented(cls: type) -> list[str]:
+    return [name for name, member in _members(cls) if not inspect.getdoc(member)]
+
+
+@pytest.mark.parametrize("module_name", sorted(PUBLIC_MODULES | set(BACKEND_MODULES)))
+def test_every_public_module_documents_what_it_defines(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    undocumented = []
+    for name, value in vars(module).items():
+        defined_here = getattr(value, "__module__", None) == module_name
+        if name.startswith("_") or not defined_here:
+            continue
+        if inspect.isfunction(value) and not value.__doc__:
+            undocumented.append(name)
+        elif inspect.isclass(value):
+            if not value.__dict__.get("__doc__"):
+                undocumented.append(name)
+            undocumented += [f"{name}.{member}" for member in _undocumented(value)]
+    assert undocumented == []
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -37,8 +37,8 @@ def logged(caplog: pytest.LogCaptureFixture, level: int, text: str) -> bool:
     )
 
 
-def enter(subscription: object) -> object:
-    return subscription.__enter__()  # type: ignore[attr-defined]
+def enter(subscription: Any) -> Any:
+    return subscription.__enter__()
 
 
 # -- a killed server ---------------------------------------------------------------------------

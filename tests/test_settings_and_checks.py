@@ -17,6 +17,7 @@ from django.test import override_settings
 from django.urls import include, path
 
 from broadcast_app import get_channel
+from broadcast_app.apps import BroadcastAppConfig
 from broadcast_app.backends.memory import InMemoryBroadcastChannel
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.conf import InvalidChannelBackendError
@@ -62,7 +63,9 @@ def test_one_channel_per_alias_for_every_thread() -> None:
         thread.join()
     assert len(seen) == 8
     assert all(channel is seen[0] for channel in seen)
-    assert apps.get_app_config("broadcast_app").channel is seen[0]  # type: ignore[attr-defined]
+    config = apps.get_app_config("broadcast_app")
+    assert isinstance(config, BroadcastAppConfig)
+    assert config.channel is seen[0]
 
 
 @override_settings(BROADCAST_CHANNELS={"default": {"BACKEND": MEMORY}})

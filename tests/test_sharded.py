@@ -179,7 +179,7 @@ def test_a_list_of_urls_is_a_cluster_built_on_first_use(
     # Nothing listens on these ports: construction must not connect.
     channel = own_channels(ShardedRedisBroadcastChannel.from_url(location))
     assert channel.is_cluster
-    assert channel._client is None
+    assert channel._lazy_client.client is None
 
 
 def test_one_url_is_a_cluster_seed_with_cluster_true(own_channels: OwnChannels) -> None:

@@ -15,8 +15,8 @@ import redis
 
 from localservers import RedisServer
 
-from .django_fixtures import Event
-from .stream_fixtures import FastPathServer, RawStream, new_topic, raw_streams, signed_url
+from .django_fixtures import Event, new_topic
+from .stream_fixtures import FastPathServer, RawStream, opened, raw_streams, signed_url, stream_path
 from .waiting import WAIT, wait_until
 
 #: SO_RCVBUF of a stalled client: the kernel soon stops taking the server's bytes.
@@ -36,34 +36,16 @@ def server(redis_server: RedisServer) -> Iterator[FastPathServer]:
         yield running
 
 
-@pytest.fixture
-def publisher(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
-def stream_path(topic: str, fast: bool) -> str:
-    """A stream URL served by the fast path (token) or by the Django view (authorizer)."""
-    return signed_url(topic) if fast else f"/broadcast/{topic}"
-
-
-def opened(stream: RawStream) -> RawStream:
-    assert stream.status == 200, stream.head
-    stream.read_until(lambda: stream.retries)
-    return stream
-
-
 @pytest.mark.parametrize("fast", [True, False], ids=["fast path", "view"])
 def test_a_stalled_client_holds_a_bounded_backlog_then_gets_a_gap(
-    server: FastPathServer, publisher: redis.Redis, fast: bool
+    server: FastPathServer, redis_publisher: redis.Redis, fast: bool
 ) -> None:
     topic = new_topic("public")
     count, size = 1000, 10 * 1024  # 10 MB, ten times the byte bound.
     stream = opened(RawStream(server.port, stream_path(topic, fast), receive_buffer=TINY_BUFFER))
     with raw_streams([stream]):
         for seq in range(count):
-            publisher.publish(topic, f"{seq}:".encode().ljust(size, b"."))
+            redis_publisher.publish(topic, f"{seq}:".encode().ljust(size, b"."))
         time.sleep(1.0)  # The behaviour under test: the server receives all while stalled.
         stream.read_until(lambda: any(e.data.startswith(f"{count - 1}:") for e in stream.events))
     received = [int(e.data.partition(":")[0]) for e in stream.events if e.type == "message"]
@@ -76,7 +58,7 @@ def test_a_stalled_client_holds_a_bounded_backlog_then_gets_a_gap(
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast path", "view"])
 def test_clients_hanging_up_with_full_backlogs_do_not_freeze_other_streams(
-    server: FastPathServer, redis_server: RedisServer, publisher: redis.Redis, fast: bool
+    server: FastPathServer, redis_server: RedisServer, redis_publisher: redis.Redis, fast: bool
 ) -> None:
     stalled_topic, healthy_topic = new_topic("public"), new_topic("public")
     healthy = opened(RawStream(server.port, signed_url(healthy_topic)))
@@ -86,7 +68,7 @@ def test_clients_hanging_up_with_full_backlogs_do_not_freeze_other_streams(
     ]
     with raw_streams([healthy, *stalled]):
         for _ in range(30):  # 3 MB each: every backlog reaches the 1 MiB bound.
-            publisher.publish(stalled_topic, b"x" * BIG)
+            redis_publisher.publish(stalled_topic, b"x" * BIG)
         time.sleep(1.0)  # The behaviour under test: the backlogs fill while stalled.
 
         done = threading.Event()
@@ -129,7 +111,7 @@ def strict_server(redis_server: RedisServer) -> Iterator[FastPathServer]:
 
 
 def test_the_disconnect_policy_ends_a_stream_stalled_too_long(
-    strict_server: FastPathServer, redis_server: RedisServer, publisher: redis.Redis
+    strict_server: FastPathServer, redis_server: RedisServer, redis_publisher: redis.Redis
 ) -> None:
     stalled_topic, other_topic = new_topic("private"), new_topic("private")
     stalled = opened(
@@ -140,9 +122,9 @@ def test_the_disconnect_policy_ends_a_stream_stalled_too_long(
         assert redis_server.numsub(stalled_topic) == 1
         # 12.5 MB: more than the kernel's socket buffers take (tcp_wmem allows 4 MB).
         for seq in range(250):
-            publisher.publish(stalled_topic, f"{seq}:".encode().ljust(50 * 1024, b"."))
+            redis_publisher.publish(stalled_topic, f"{seq}:".encode().ljust(50 * 1024, b"."))
         # The stalled stream ends (its subscription goes); the idle one is not stalled.
         assert wait_until(lambda: redis_server.numsub(stalled_topic) == 0, WAIT)
         assert redis_server.numsub(other_topic) == 1
-        publisher.publish(other_topic, b"still here")
+        redis_publisher.publish(other_topic, b"still here")
         idle.read_until(lambda: idle.events == [Event("still here")])

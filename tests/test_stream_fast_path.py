@@ -19,8 +19,8 @@ from broadcast_app.backends.streams import StreamsBroadcastChannel
 from broadcast_app.tokens import stream_url
 from localservers import RedisServer
 
-from .django_fixtures import Event
-from .stream_fixtures import FastPathServer, RawStream, new_topic, raw_streams, signed_url
+from .django_fixtures import MEMORY, Event, new_topic
+from .stream_fixtures import FastPathServer, RawStream, raw_streams, signed_url
 from .waiting import WAIT, wait_until
 
 OLD_KEY = "a-rotated-out-secret-key-" + "r" * 40
@@ -35,19 +35,12 @@ def server(redis_server: RedisServer) -> Iterator[FastPathServer]:
         yield running
 
 
-@pytest.fixture
-def publisher(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
 def via_django(response: httpx.Response) -> bool:
     return "x-content-type-options" in response.headers
 
 
 def test_token_streams_are_served_by_the_fast_path(
-    server: FastPathServer, redis_server: RedisServer, publisher: redis.Redis
+    server: FastPathServer, redis_server: RedisServer, redis_publisher: redis.Redis
 ) -> None:
     topic = new_topic("private")  # The authorizer refuses it: only the token allows.
     stream = RawStream(server.port, signed_url(topic))
@@ -59,7 +52,7 @@ def test_token_streams_are_served_by_the_fast_path(
         assert stream.retries == [3000]
         assert redis_server.numsub(topic) == 1  # Subscribed before the headers were sent.
         for payload in (b"plain", "multi\nline \u00e9".encode(), b"\x00\xff binary"):
-            publisher.publish(topic, payload)
+            redis_publisher.publish(topic, payload)
         stream.read_until(lambda: len(stream.events) >= 3)
         assert stream.events[:2] == [Event("plain"), Event("multi\nline \u00e9")]
         assert stream.events[2].type == "binary"
@@ -81,7 +74,7 @@ def tampered(url: str) -> str:
 
 
 def other_channel_url(topic: str) -> str:
-    memory = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
+    memory = {"BACKEND": MEMORY}
     with override_settings(BROADCAST_CHANNELS={"default": memory, "other": memory}):
         return signed_url(topic, channel="other")
 
@@ -165,7 +158,7 @@ def test_urls_that_alias_or_get_rewritten_are_400(
 
 
 def test_hundreds_of_fast_path_streams_add_no_threads(
-    server: FastPathServer, redis_server: RedisServer, publisher: redis.Redis
+    server: FastPathServer, redis_server: RedisServer, redis_publisher: redis.Redis
 ) -> None:
     topic = new_topic("private")
     url = signed_url(topic)
@@ -175,7 +168,7 @@ def test_hundreds_of_fast_path_streams_add_no_threads(
         with raw_streams([RawStream(server.port, url) for _ in range(CLIENTS)]) as streams:
             assert [stream.status for stream in streams] == [200] * CLIENTS
             busy = server.threads()
-            publisher.publish(topic, b"to everyone")
+            redis_publisher.publish(topic, b"to everyone")
             for stream in streams:
                 stream.read_until(lambda s=stream: s.events)
                 assert stream.events == [Event("to everyone")]

@@ -13,7 +13,8 @@ import pytest
 
 from localservers import RedisServer
 
-from .stream_fixtures import FastPathServer, RawStream, new_topic, raw_streams, signed_url
+from .django_fixtures import new_topic
+from .stream_fixtures import FastPathServer, RawStream, opened, raw_streams, stream_path
 from .waiting import WAIT, wait_until
 
 LIMIT = 3
@@ -22,16 +23,6 @@ DRAINED = 10
 #: The issue's bounds: every stream ends within 2 s, the process exits within 5 s.
 STREAMS_END_WITHIN = 2.0
 EXITS_WITHIN = 5.0
-
-
-def path_for(topic: str, fast: bool) -> str:
-    return signed_url(topic) if fast else f"/broadcast/{topic}"
-
-
-def opened(stream: RawStream) -> RawStream:
-    assert stream.status == 200, stream.head
-    stream.read_until(lambda: stream.retries)
-    return stream
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +37,17 @@ def test_beyond_the_limit_both_paths_answer_503_with_retry_after(
     topic = new_topic("public")
     port = limited_server.port
     # Both paths count together: two fast-path streams and one view stream fill it.
-    first = [opened(RawStream(port, path_for(topic, fast))) for fast in (True, True, False)]
+    first = [opened(RawStream(port, stream_path(topic, fast))) for fast in (True, True, False)]
     with raw_streams(first), httpx.Client(base_url=limited_server.url, timeout=WAIT) as client:
         for fast in (True, False):
-            refused = client.get(path_for(new_topic("public"), fast))
+            refused = client.get(stream_path(new_topic("public"), fast))
             assert refused.status_code == 503
             assert refused.headers["retry-after"] == "3"
             assert "try again later" in refused.text
         first[0].close()  # One leaves: a place is free again.
 
         def accepted() -> bool:
-            with client.stream("GET", path_for(topic, True)) as response:
+            with client.stream("GET", stream_path(topic, True)) as response:
                 return response.status_code == 200
 
         assert wait_until(accepted, WAIT)
@@ -71,7 +62,7 @@ def test_a_signal_drains_every_stream_with_jittered_retries_and_the_process_exit
     try:
         topic = new_topic("public")
         streams = [
-            opened(RawStream(server.port, path_for(topic, fast)))
+            opened(RawStream(server.port, stream_path(topic, fast)))
             for fast in [True] * DRAINED + [False] * DRAINED
         ]
         with raw_streams(streams):

@@ -143,16 +143,32 @@ def test_entries_written_by_other_clients_are_delivered(
     assert got == [b"plain", b"data wins", b"first value"]
 
 
-def test_a_key_that_is_not_a_stream_fails_its_subscription_only(
-    channel_factory: ChannelFactory, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("kind", "create"), [("string", "set"), ("hash", "hset"), ("list", "rpush")]
+)
+def test_a_key_that_is_not_a_stream_fails_its_subscription_at_once(
+    channel_factory: ChannelFactory,
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    create: str,
 ) -> None:
-    channel = channel_factory(subscribe_timeout=0.5)
-    bad = channel_factory.topic_name("string")
-    admin(redis_server).set(bad, "not a stream", ex=60)
+    channel = channel_factory()  # The default subscribe_timeout: 10 s.
+    bad = channel_factory.topic_name(kind)
+    if create == "hset":
+        admin(redis_server).hset(bad, "field", "value")
+    else:
+        getattr(admin(redis_server), create)(bad, "not a stream")
+    admin(redis_server).expire(bad, 60)
     good = channel.topic(channel_factory.topic_name())
     with good.subscribe() as sub:
-        with pytest.raises(BroadcastChannelError, match="did not confirm"):
-            channel.topic(bad).subscribe().__enter__()
+        for attempt in range(2):
+            started = time.monotonic()
+            failed = channel.topic(bad).subscribe()
+            with pytest.raises(BroadcastChannelError, match=f"holds a {kind}, not a stream"):
+                failed.__enter__()
+            assert time.monotonic() - started < PROMPTLY, attempt
+            assert failed.closed
         good.publish(b"unaffected")
         assert sub.receive(WAIT) == b"unaffected"
     assert any("not a stream" in record.getMessage() for record in caplog.records)

@@ -365,7 +365,8 @@ def test_receive_with_cursor_returns_none_after_the_timeout(
     channel: Any, topic_name: str, timeout: float
 ) -> None:
     async def areceive(sub: Any) -> Message | None:
-        return await sub.areceive_with_cursor(timeout)  # type: ignore[no-any-return]
+        message: Message | None = await sub.areceive_with_cursor(timeout)
+        return message
 
     with channel.topic(topic_name).subscribe(cursor="0-0") as sub:
         for receive in (sub.receive_with_cursor, lambda t: asyncio.run(areceive(sub))):

@@ -16,13 +16,9 @@ from broadcast_app import PublishError, get_channel, send_event
 from broadcast_app.testing import capture_messages
 from localservers import RedisServer
 
-ROOT = Path(__file__).resolve().parent.parent
-MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
-BACKENDS = {
-    "memory": "broadcast_app.backends.memory.InMemoryBroadcastChannel",
-    "redis": "broadcast_app.backends.redis.RedisBroadcastChannel",
-    "streams": "broadcast_app.backends.streams.StreamsBroadcastChannel",
-}
+from .django_fixtures import MEMORY, REDIS, ROOT, STREAMS
+
+BACKENDS = {"memory": MEMORY, "redis": REDIS, "streams": STREAMS}
 
 
 @pytest.fixture(params=list(BACKENDS))
@@ -31,7 +27,7 @@ def configured(request: pytest.FixtureRequest, settings: Any, redis_server: Any)
     entry: dict[str, Any] = {"BACKEND": BACKENDS[backend]}
     if backend != "memory":
         entry["LOCATION"] = redis_server.url
-    settings.BROADCAST_CHANNELS = {"default": entry, "other": MEMORY}
+    settings.BROADCAST_CHANNELS = {"default": entry, "other": {"BACKEND": MEMORY}}
     return backend
 
 
@@ -81,7 +77,7 @@ def test_capture_leaves_out_a_publish_that_failed(settings: Any, restartable_red
 
 
 def test_capture_refuses_a_bad_topic_name(settings: Any) -> None:
-    settings.BROADCAST_CHANNELS = {"default": MEMORY}
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}}
     with pytest.raises(ValueError, match="topic name"), capture_messages("bad\nname"):
         pass
 

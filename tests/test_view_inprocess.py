@@ -21,15 +21,7 @@ from localservers import RedisServer
 
 from .django_fixtures import MEMORY, REDIS, Event, SSEParser, async_chunks, live_topics, sync_chunks
 
-
-@pytest.fixture(autouse=True)
-def memory_settings(settings: Any) -> Any:
-    """In-memory channels, a permissive authorizer for ``public:`` topics, fast keep-alives."""
-    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}, "other": {"BACKEND": MEMORY}}
-    settings.BROADCAST_STREAM_AUTHORIZER = "tests.django_fixtures.allow_public"
-    settings.BROADCAST_STREAM_HEARTBEAT = 0.05
-    # Restoring the settings afterwards closes these channels and their subscriptions.
-    return settings
+pytestmark = pytest.mark.usefixtures("memory_stream_settings")
 
 
 class Reader:

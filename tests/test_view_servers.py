@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import Self
 
 import httpx
-import pytest
 import redis
 
 from localservers import RedisServer
@@ -22,15 +20,8 @@ from .waiting import WAIT, wait_until
 CLIENTS = 200
 
 
-@pytest.fixture
-def publisher(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
 def test_events_cross_processes_and_disconnect_releases_the_subscription(
-    web_server: WebServer, redis_server: RedisServer, publisher: redis.Redis
+    web_server: WebServer, redis_server: RedisServer, redis_publisher: redis.Redis
 ) -> None:
     topic = new_topic()
     with (
@@ -50,7 +41,7 @@ def test_events_cross_processes_and_disconnect_releases_the_subscription(
         assert redis_server.numsub(topic) == 1
 
         for payload in (b"plain", "multi\nline é".encode(), b"\x00\xff binary"):
-            publisher.publish(topic, payload)
+            redis_publisher.publish(topic, payload)
         stream.read_until(lambda events: len(events) >= 3)
         assert stream.events[:2] == [Event("plain"), Event("multi\nline é")]
         assert stream.events[2].type == "binary"
@@ -100,7 +91,7 @@ class AsyncStream:
 
 
 def test_hundreds_of_asgi_clients_share_one_subscription_and_no_threads(
-    redis_server: RedisServer, publisher: redis.Redis
+    redis_server: RedisServer, redis_publisher: redis.Redis
 ) -> None:
     topic = new_topic()
 
@@ -127,7 +118,7 @@ def test_hundreds_of_asgi_clients_share_one_subscription_and_no_threads(
                 )
                 threads["broadcast streams"] = server.threads()
                 assert redis_server.numsub(topic) == 1  # One Redis subscription for them all.
-                publisher.publish(topic, b"to everyone")
+                redis_publisher.publish(topic, b"to everyone")
                 events = await asyncio.gather(*(stream.next_event() for stream in streams))
                 assert events == [Event("to everyone")] * CLIENTS
         return threads

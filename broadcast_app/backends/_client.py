@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Generic, Self, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -16,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from ._connection import SubscriberConnection, subscriber_connection
+from ._connection import ConnectionFactory, SubscriberConnection, subscriber_connection
 from ._options import (
     CLIENT_OPTIONS,
     channel_options,
@@ -26,6 +27,7 @@ from ._options import (
 )
 from .base import (
     DEFAULT_BUFFER_SIZE,
+    DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_SUBSCRIBE_TIMEOUT,
     BaseBroadcastChannel,
     positive_number,
@@ -96,6 +98,46 @@ def close_client(client: redis.Redis | RedisCluster) -> None:
         client.close()
 
 
+def _server_connection(client: LazyClient[Any]) -> SubscriberConnection:
+    server = client.get()
+    assert isinstance(server, redis.Redis)
+    return subscriber_connection(server)
+
+
+class LazyClient(Generic[ClientT]):
+    """A client given, or built by ``build`` on the first ``get()``.
+
+    Thread-safe; a build that fails is tried again by the next ``get()``. It refers to
+    no channel, so reader threads that use it do not keep a dropped channel alive.
+    """
+
+    def __init__(self, client: ClientT | Callable[[], ClientT]) -> None:
+        self._lock = threading.Lock()
+        self._build: Callable[[], ClientT] | None = None
+        #: The client; None until built.
+        self.client: ClientT | None = None
+        if isinstance(client, redis.Redis | RedisCluster):
+            self.client = client
+        else:
+            self._build = client
+
+    def get(self) -> ClientT:
+        """Return the client, building it first if needed (building a ``RedisCluster``
+        discovers the topology: blocking I/O).
+
+        Raises:
+            RedisError, RedisClusterException: the client could not be built.
+        """
+        client = self.client
+        if client is None:
+            with self._lock:
+                if self.client is None:
+                    assert self._build is not None
+                    self.client = self._build()
+                client = self.client
+        return client
+
+
 class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
     """A channel reached through a redis-py client: the base of every Redis backend.
 
@@ -116,26 +158,24 @@ class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
         *,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         prefix: str = "",
         health_check_interval: float | None = None,
     ) -> None:
-        self._client: ClientT | None = None
-        self._build_client: Callable[[], ClientT] | None = None
-        checked = self.check_client(client)
-        if isinstance(checked, redis.Redis | RedisCluster):
-            self._client = checked
-        else:
-            self._build_client = checked
+        self._lazy_client = LazyClient(self.check_client(client))
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, not {type(prefix).__name__}.")
-        super().__init__(buffer_size=buffer_size, subscribe_timeout=subscribe_timeout)
+        super().__init__(
+            buffer_size=buffer_size,
+            subscribe_timeout=subscribe_timeout,
+            max_payload_bytes=max_payload_bytes,
+        )
         self.prefix = prefix
         if health_check_interval is None:
             health_check_interval = (
                 self._client_options().get("health_check_interval") or DEFAULT_HEALTH_CHECK_INTERVAL
             )
         self.health_check_interval = positive_number("health_check_interval", health_check_interval)
-        self._client_lock = threading.Lock()
         self._owns_client = False
 
     @classmethod
@@ -156,27 +196,16 @@ class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
         Raises:
             RedisError, RedisClusterException: the function could not build the client.
         """
-        client = self._client
-        if client is None:
-            with self._client_lock:
-                if self._client is None:
-                    assert self._build_client is not None
-                    self._client = self._build_client()
-                client = self._client
-        return client
+        return self._lazy_client.get()
 
     def _client_options(self) -> Mapping[str, Any]:
         """The connection options of a client given (not of one still to be built)."""
-        if isinstance(self._client, redis.Redis):
-            return self._client.connection_pool.connection_kwargs
-        if isinstance(self._client, RedisCluster):
-            return self._client.nodes_manager.connection_kwargs
+        client = self._lazy_client.client
+        if isinstance(client, redis.Redis):
+            return client.connection_pool.connection_kwargs
+        if isinstance(client, RedisCluster):
+            return client.nodes_manager.connection_kwargs
         return {}
-
-    @classmethod
-    def channel_option_names(cls) -> frozenset[str]:
-        """The keyword-only arguments of ``__init__``: the channel's own options."""
-        return frozenset(channel_options(cls))
 
     @classmethod
     def from_url(cls, url: str | Sequence[str], **options: Any) -> Self:
@@ -190,11 +219,10 @@ class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
             ValueError: the URL or an option's value is invalid.
             TypeError: an option is unknown.
         """
-        names = cls.channel_option_names()
-        channel_options = {name: options.pop(name) for name in names & set(options)}
+        own = {name: options.pop(name) for name in channel_options(cls) if name in options}
         client = cls.client_for_url(url, options)
         try:
-            channel = cls(client, **channel_options)
+            channel = cls(client, **own)
         except BaseException:
             if isinstance(client, redis.Redis | RedisCluster):
                 close_client(client)
@@ -227,23 +255,23 @@ class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
                 f"{cls.__name__} needs a LOCATION that is one redis://, rediss:// or unix:// "
                 f"URL, not {location!r}."
             )
-        known = cls.channel_option_names() | CLIENT_OPTIONS
+        known = {*channel_options(cls), *CLIENT_OPTIONS}
         unknown = set(options) - known
         if unknown:
             raise unknown_options_error(cls, unknown, known)
         return cls.from_url(location, **options)
 
-    def reader_connection(self) -> SubscriberConnection:
-        """Return a new, unconnected connection for a reader thread to own.
+    def reader_connections(self) -> ConnectionFactory:
+        """Return a function making new, unconnected connections for a reader thread to
+        own. It refers to the client, not to the channel: a running reader must not keep
+        a dropped channel alive.
 
         Only for a client of one server: a cluster's router connects to each node.
         """
-        client = self.client
-        assert isinstance(client, redis.Redis)
-        return subscriber_connection(client)
+        return partial(_server_connection, self._lazy_client)
 
     def close(self) -> None:
         super().close()
-        client = self._client
+        client = self._lazy_client.client
         if self._owns_client and client is not None:
             close_client(client)

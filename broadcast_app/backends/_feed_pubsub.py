@@ -7,7 +7,6 @@ for SUBSCRIBE, ``SHARDED_COMMANDS`` for SSUBSCRIBE).
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from typing import Any, NamedTuple
 
@@ -16,12 +15,11 @@ from redis.exceptions import RedisError, ResponseError
 from ..channel import Message
 from . import _envelope
 from ._connection import (
-    BACKOFF_CAP,
     ConnectionFactory,
     ConnectionLost,
     ConnectionReader,
+    Reconnects,
     SubscriberConnection,
-    backoff_delay,
 )
 from ._hub import Hub, Upstream
 from ._inbox import Latch
@@ -52,7 +50,9 @@ SHARDED_COMMANDS = PubSubCommands(
 class PubSubFeed(ConnectionReader, Upstream):
     """Feeds a hub from one Redis Pub/Sub connection, read by one daemon thread.
 
-    The thread starts with the first topic and lives until ``close()``. Subscribe and
+    The thread starts with the first topic and lives until ``close()``, or until the
+    connection is lost while no topic is listened to (a new topic starts it again,
+    so a channel without subscriptions does not retry an unreachable server). Subscribe and
     unsubscribe commands are written by the caller's thread under ``_lock``, in the
     order the hub issues them, and confirmed by the reader. On connection loss the
     reader reconnects with backoff, re-subscribes every topic and marks a gap on their
@@ -196,18 +196,19 @@ class PubSubFeed(ConnectionReader, Upstream):
     # -- the reader thread -----------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0  # Failed connects and short-lived connections in a row.
+        reconnects = Reconnects()
         outage: BaseException | None = None  # What ended the last good connection.
         while not self._stopping.is_set():
             try:
                 connection = self._open()
             except Exception as exc:  # The reader must outlive any error.
-                failures += 1
+                if self._retire():
+                    return
                 if outage is None:
                     outage = exc
                     logger.warning("Cannot connect to Redis (%s); retrying.", exc)
                 self._disconnected(exc)
-                self._stopping.wait(backoff_delay(failures))
+                self._stopping.wait(reconnects.after_failed_connect(exc))
                 continue
             if connection is None:
                 break
@@ -215,11 +216,11 @@ class PubSubFeed(ConnectionReader, Upstream):
                 self._hub.stats.add(reconnects=1)
                 logger.info(
                     "Reconnected to Redis after %d attempt(s); re-subscribed %d topic(s).",
-                    failures,
+                    reconnects.failures + 1,
                     len(self._latches),
                 )
             outage = None
-            connected_at = time.monotonic()
+            reconnects.connected()
             try:
                 self._read(connection)
             except Exception as exc:  # The reader must outlive any error.
@@ -227,6 +228,9 @@ class PubSubFeed(ConnectionReader, Upstream):
             lost = self._drop(connection)
             if self._stopping.is_set():
                 break
+            if not lost and self._retire():
+                logger.debug("Lost the idle Redis Pub/Sub connection (%s).", outage)
+                return
             logger.warning(
                 "Lost the Redis Pub/Sub connection (%s); reconnecting and re-subscribing "
                 "%d topic(s). Messages published meanwhile are not delivered.",
@@ -235,10 +239,10 @@ class PubSubFeed(ConnectionReader, Upstream):
             )
             self._hub.mark_gap(lost)
             self._disconnected(outage)
-            # A connection that dies as soon as it is made must not reconnect at full speed.
-            healthy = time.monotonic() - connected_at > BACKOFF_CAP
-            failures = 1 if healthy else failures + 1
-            self._stopping.wait(backoff_delay(failures))
+            self._stopping.wait(reconnects.after_lost_connection())
+
+    def _listening(self) -> bool:
+        return bool(self._latches)
 
     def _opened(self, connection: SubscriberConnection) -> None:
         self._sent.clear()

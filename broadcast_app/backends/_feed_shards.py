@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
 from functools import partial
 
 from redis.cluster import ClusterNode, RedisCluster
@@ -26,6 +26,7 @@ from redis.exceptions import (
 )
 
 from ..exceptions import BroadcastChannelError
+from ._client import LazyClient
 from ._connection import ConnectionFactory, subscriber_connection
 from ._feed_pubsub import SHARDED_COMMANDS, PubSubFeed
 from ._hub import Hub, Upstream
@@ -37,6 +38,10 @@ logger = logging.getLogger("broadcast_app")
 #: table still names the node that just ended a topic's subscription (the node queried
 #: may not have heard of the change yet).
 STALE_TOPOLOGY_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
+
+#: Least seconds between two topology refreshes for lost connections: a reader retries
+#: an unreachable node several times a second, the cluster need not be asked as often.
+REFRESH_INTERVAL = 0.5
 
 #: Errors of redis-py's cluster client; ``RedisClusterException`` is no ``RedisError``.
 CLUSTER_ERRORS = (RedisError, RedisClusterException, OSError)
@@ -99,21 +104,23 @@ class ShardRouter(Upstream):
     subscriptions; their gaps are marked. A feed left without topics by such a change
     is closed; one emptied by unsubscribing stays, like ``RedisBroadcastChannel``'s.
 
-    ``cluster`` returns the client; its first call may build it (topology discovery,
-    once per channel). Thread-safe; ``_lock`` is taken after the hub's lock and before
-    a feed's.
+    Until the cluster client is built (topology discovery, once per channel), topics
+    wait in ``_pending`` while a discovery thread builds it, so that no lock is held
+    and no subscriber's thread is tied up meanwhile; a topic whose node cannot be found
+    fails its starting subscriptions. Thread-safe; ``_lock`` is taken after the hub's
+    lock and before a feed's.
     """
 
     def __init__(
         self,
         hub: Hub,
-        cluster: Callable[[], RedisCluster],
+        cluster: LazyClient[RedisCluster],
         *,
         prefix: bytes,
         health_check_interval: float,
     ) -> None:
         self._hub = hub
-        self._cluster = cluster
+        self._lazy_cluster = cluster
         self._prefix = prefix
         self._health_check_interval = health_check_interval
         # Re-entrant: the garbage collector may release a subscription (and so call
@@ -121,6 +128,12 @@ class ShardRouter(Upstream):
         self._lock = threading.RLock()
         self._feeds: dict[str, ShardFeed] = {}
         self._routes: dict[str, ShardFeed] = {}
+        # Topics waiting for the topology, and topics whose node could not be found
+        # (until the hub, told of it, unlistens them).
+        self._pending: dict[str, Latch] = {}
+        self._failed: dict[str, Latch] = {}
+        self._discovery: threading.Thread | None = None
+        self._refreshed_at = -REFRESH_INTERVAL
         self._closed = False
         self._closing = threading.Event()
 
@@ -136,6 +149,10 @@ class ShardRouter(Upstream):
 
     def listen(self, topic: str) -> Latch:
         with self._lock:
+            if self._lazy_cluster.client is None:
+                latch = self._pending[topic] = Latch()
+                self._start_discovery()
+                return latch
             try:
                 feed = self._feed(self._primary(topic))
             except CLUSTER_ERRORS as exc:
@@ -147,13 +164,66 @@ class ShardRouter(Upstream):
 
     def confirmation(self, topic: str) -> Latch:
         with self._lock:
+            latch = self._pending.get(topic) or self._failed.get(topic)
+            if latch is not None:
+                return latch
             return self._routes[topic].confirmation(topic)
 
     def unlisten(self, topic: str) -> None:
         with self._lock:
+            self._pending.pop(topic, None)
+            self._failed.pop(topic, None)
             feed = self._routes.pop(topic, None)
             if feed is not None:
                 feed.unlisten(topic)
+
+    # -- topology discovery, on a thread of its own ----------------------------------------
+
+    def _start_discovery(self) -> None:
+        """Start the discovery thread unless it runs. Call with ``_lock`` held."""
+        if self._discovery is None and not self._closed:
+            self._discovery = threading.Thread(
+                target=self._discover, name="broadcast_app-cluster-discovery", daemon=True
+            )
+            self._discovery.start()
+
+    def _discover(self) -> None:
+        """Build the cluster client, then listen to the pending topics on their nodes."""
+        error: BaseException | None = None
+        try:
+            self._lazy_cluster.get()
+        except Exception as exc:  # Reported to the subscriptions waiting for it.
+            error = exc
+        failed: list[tuple[str, Latch, BaseException]] = []
+        with self._lock:
+            self._discovery = None
+            if self._closed:
+                return
+            pending, self._pending = self._pending, {}
+            for topic, latch in pending.items():
+                cause = error
+                if cause is None:
+                    try:
+                        feed = self._feed(self._primary(topic))
+                    except CLUSTER_ERRORS as exc:
+                        cause = exc
+                    else:
+                        self._routes[topic] = feed
+                        feed.listen(topic, latch)
+                        continue
+                failed.append((topic, latch, cause))
+                self._failed[topic] = latch
+        for topic, latch, cause in failed:
+            message = f"Cannot find the Redis Cluster node of topic {topic!r}: {cause}"
+            latch.fail(BroadcastChannelError(message))
+            # Not under _lock: the hub's lock comes first.
+            self._hub.refuse(topic)
+
+    def abandon(self) -> None:
+        self._closing.set()
+        self._closed = True
+        for feed in list(self._feeds.values()):
+            feed.abandon()
 
     def close(self) -> None:
         self._closing.set()
@@ -162,6 +232,8 @@ class ShardRouter(Upstream):
             feeds = list(self._feeds.values())
             self._feeds.clear()
             self._routes.clear()
+            self._pending.clear()
+            self._failed.clear()
         # Not under the lock: a reader thread may be waiting for it in a hook below.
         for feed in feeds:
             feed.close()
@@ -187,11 +259,12 @@ class ShardRouter(Upstream):
 
     def disconnected(self, feed: ShardFeed, error: BaseException | None) -> None:
         """``feed`` lost its connection: move the topics whose slot has a new primary."""
-        self._refresh(reason=f"lost the connection to {feed.node}")
+        if time.monotonic() - self._refreshed_at >= REFRESH_INTERVAL:
+            self._refresh(reason=f"lost the connection to {feed.node}")
         if isinstance(error, MovedError):
             # The freshest news there is, maybe newer than what the refresh was told.
             try:
-                self._cluster().nodes_manager.move_slot(error)
+                self._lazy_cluster.get().nodes_manager.move_slot(error)
             except Exception as exc:  # A reader thread must outlive any error.
                 logger.warning("Cannot apply %r to the Redis Cluster slot table (%s).", error, exc)
         with self._lock:
@@ -214,13 +287,13 @@ class ShardRouter(Upstream):
 
     def _primary(self, topic: str) -> ClusterNode:
         slot = key_slot(self._prefix + topic.encode())
-        node: ClusterNode = self._cluster().nodes_manager.get_node_from_slot(slot)
+        node: ClusterNode = self._lazy_cluster.get().nodes_manager.get_node_from_slot(slot)
         return node
 
     def _feed(self, node: ClusterNode) -> ShardFeed:
         feed = self._feeds.get(node.name)
         if feed is None:
-            client = self._cluster().get_redis_connection(node)
+            client = self._lazy_cluster.get().get_redis_connection(node)
             feed = self._feeds[node.name] = ShardFeed(
                 self._hub,
                 partial(subscriber_connection, client),
@@ -254,8 +327,9 @@ class ShardRouter(Upstream):
 
     def _refresh(self, *, reason: str) -> None:
         """Reload the cluster client's slot table. Blocking I/O; call without the lock."""
+        self._refreshed_at = time.monotonic()
         logger.info("Redis Cluster topology may have changed (%s); refreshing it.", reason)
         try:
-            self._cluster().nodes_manager.initialize()
+            self._lazy_cluster.get().nodes_manager.initialize()
         except Exception as exc:  # A reader thread must outlive any error.
             logger.warning("Cannot refresh the Redis Cluster topology (%s).", exc)

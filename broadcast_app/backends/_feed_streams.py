@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
 import redis
 from redis.exceptions import RedisError, ResponseError
 
-from ..channel import ORIGIN, Message
-from . import _envelope
+from ..channel import ORIGIN
+from ..exceptions import BroadcastChannelError
 from ._connection import (
     ConnectionFactory,
     ConnectionLost,
     ConnectionReader,
+    Reconnects,
     SubscriberConnection,
-    backoff_delay,
 )
 from ._hub import Hub, Upstream
 from ._inbox import Latch
-from ._stream_scripts import PROBE_SCRIPT, Probe, payload_of, text
+from ._stream_reads import ReadPaging, StreamReadState, take_reply
+from ._stream_scripts import PROBE_SCRIPT, Probe, text
 from ._wakeup import WakeUp
 
 logger = logging.getLogger("broadcast_app")
 
-#: Entries read from each stream per XREAD.
-READ_COUNT = 512
 #: Streams looked up per probe script call.
 PROBE_BATCH = 512
 #: Bounds of the pause between two CLIENT UNBLOCK attempts, in seconds: the first may
@@ -34,27 +34,11 @@ PROBE_BATCH = 512
 UNBLOCK_RETRY = (0.001, 0.05)
 
 
-class _StreamReadState:
-    """The reader's state for one listened stream: its topic and key, the latch that
-    confirms the topic, and the last ID delivered (or captured)."""
-
-    __slots__ = ("broken", "key", "latch", "position", "seen", "topic")
-
-    def __init__(self, topic: str, key: bytes) -> None:
-        self.topic = topic
-        self.key = key
-        self.latch = Latch()
-        # Written by the reader thread only. Position: None until the stream's last ID is
-        # captured. Seen: entries the stream had up to position, where Redis tells.
-        self.position: bytes | None = None
-        self.seen: int | None = None
-        self.broken = False
-
-
 class StreamsFeed(ConnectionReader, Upstream):
     """Feeds a hub from Redis Streams through one connection, read by one daemon thread.
 
-    The thread starts with the first topic and lives until ``close()``. It loops on one
+    The thread starts with the first topic and lives until ``close()``, or until it
+    loses its connection while no topic is listened to. It loops on one
     ``XREAD BLOCK`` over every listened stream, each from the last ID it delivered. A
     topic is confirmed once the stream's last ID is captured, so whatever is published
     after confirmation is delivered. ``listen``/``unlisten`` wake the thread through a
@@ -77,6 +61,7 @@ class StreamsFeed(ConnectionReader, Upstream):
         prefix: bytes,
         health_check_interval: float,
         retention_seconds: float,
+        max_payload_bytes: int,
         name: str = "streams",
     ) -> None:
         super().__init__(connect, name)
@@ -85,7 +70,8 @@ class StreamsFeed(ConnectionReader, Upstream):
         self._prefix = prefix
         self._interval = health_check_interval
         self._retention = retention_seconds
-        self._topics: dict[str, _StreamReadState] = {}
+        self._topics: dict[str, StreamReadState] = {}
+        self._paging = ReadPaging(max_payload_bytes)
         # Listeners wake the reader; it exists while the reader thread runs.
         self._wakeup: WakeUp | None = None
         self._reader_id = 0
@@ -99,7 +85,7 @@ class StreamsFeed(ConnectionReader, Upstream):
 
     def listen(self, topic: str) -> Latch:
         with self._lock:
-            state = self._topics[topic] = _StreamReadState(topic, self._prefix + topic.encode())
+            state = self._topics[topic] = StreamReadState(topic, self._prefix + topic.encode())
             if self._thread is None and not self._stopping.is_set():
                 self._wakeup = WakeUp()
                 self._start_reader()
@@ -108,8 +94,16 @@ class StreamsFeed(ConnectionReader, Upstream):
             return state.latch
 
     def confirmation(self, topic: str) -> Latch:
+        """The topic's latch until its start position is captured; after that, a set
+        latch whose value is the last position dispatched: a joining subscription
+        starts there."""
         with self._lock:
-            return self._topics[topic].latch
+            state = self._topics[topic]
+            if state.position is None or not state.latch.is_set() or state.latch.error:
+                return state.latch
+            latch = Latch()
+            latch.set(state.position.decode())
+            return latch
 
     def unlisten(self, topic: str) -> None:
         with self._lock:
@@ -150,54 +144,77 @@ class StreamsFeed(ConnectionReader, Upstream):
     # -- the reader thread -----------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0
+        reconnects = Reconnects()
         error: BaseException | None = None
         resuming = False
         try:
             while not self._stopping.is_set():
                 connection = None
+                connected = False
                 try:
                     connection = self._open()
                     if connection is None:
                         break
+                    connected, attempts = True, reconnects.failures + 1
+                    reconnects.connected()
+                    self._paging.active = None  # A backlog may wait in every stream.
                     if resuming:
                         self._hub.stats.add(reconnects=1)
                         self._hub.mark_gap(self._resume(connection))
                         logger.info(
                             "Reconnected to Redis after %d attempt(s); resumed %d stream(s).",
-                            failures,
+                            attempts,
                             len(self._topics),
                         )
-                    failures, error, resuming = 0, None, True
+                    error, resuming = None, True
                     self._run_id = self._reached_run_id
                     self._serve(connection)
                 except Exception as exc:  # The reader must outlive any error.
-                    if error is None and not self._stopping.is_set():
-                        logger.warning(
-                            "The Redis Streams reader cannot read (%s); reconnecting with "
-                            "backoff. Streams resume after the last entry delivered.",
-                            exc,
-                        )
-                    error = exc
+                    failure: BaseException | None = exc
+                else:
+                    failure = None
                 if connection is not None:
                     self._drop(connection)
-                failures += 1
-                self._stopping.wait(backoff_delay(failures))
+                if self._retire():
+                    logger.debug("The idle Redis Streams reader stops (%s).", failure)
+                    return
+                if error is None and failure is not None and not self._stopping.is_set():
+                    logger.warning(
+                        "The Redis Streams reader cannot read (%s); reconnecting with "
+                        "backoff. Streams resume after the last entry delivered.",
+                        failure,
+                    )
+                error = failure or error
+                if connected:
+                    self._stopping.wait(reconnects.after_lost_connection())
+                else:
+                    self._stopping.wait(reconnects.after_failed_connect(failure))
         finally:
             with self._lock:
-                if self._wakeup is not None:
-                    self._wakeup.close()
-                self._wakeup = None
+                if self._thread is threading.current_thread():
+                    self._retired()
+
+    def _listening(self) -> bool:
+        return bool(self._topics)
+
+    def _retired(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.close()
+        self._wakeup = None
 
     def _open(self) -> SubscriberConnection | None:
         """Connect, and learn the connection's client ID; None if closing."""
         connection = super()._open()
         if connection is None:
             return None
-        connection.send_command("CLIENT", "ID", check_health=False)
-        connection.send_command("INFO", "server", check_health=False)
-        self._reader_id = int(self._reply(connection))
-        info = text(self._reply(connection))
+        try:
+            connection.send_command("CLIENT", "ID", check_health=False)
+            connection.send_command("INFO", "server", check_health=False)
+            self._reader_id = int(self._reply(connection))
+            info = text(self._reply(connection))
+        except BaseException:
+            self._drop(connection)
+            raise
         self._reached_run_id = next(
             (line[7:].strip() for line in info.splitlines() if line.startswith("run_id:")), ""
         )
@@ -253,8 +270,16 @@ class StreamsFeed(ConnectionReader, Upstream):
                 state.latch.set(state.position.decode())
             else:
                 self._break(state, probe.kind)
+                # Starting subscriptions fail at once, naming the type, instead of
+                # waiting out subscribe_timeout.
+                state.latch.fail(
+                    BroadcastChannelError(
+                        f"The Redis key {text(state.key)!r} holds a {probe.kind}, not a stream."
+                    )
+                )
+                self._hub.refuse(state.topic)
 
-    def _break(self, state: _StreamReadState, kind: str) -> None:
+    def _break(self, state: StreamReadState, kind: str) -> None:
         state.broken = True
         logger.error(
             "Topic %r cannot be received: the Redis key %r holds a %s, not a stream.",
@@ -279,8 +304,9 @@ class StreamsFeed(ConnectionReader, Upstream):
                 self._idle(connection)
                 continue
             ids = [state.position for state in request.values()]
+            count = self._paging.count(len(request))
             connection.send_command(
-                "XREAD", "COUNT", READ_COUNT, "BLOCK", block_ms, "STREAMS", *request, *ids,
+                "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", *request, *ids,
                 check_health=False,
             )  # fmt: skip
             try:
@@ -322,7 +348,7 @@ class StreamsFeed(ConnectionReader, Upstream):
                     pause = min(pause * 2, UNBLOCK_RETRY[1])
 
     def _find_broken(
-        self, connection: SubscriberConnection, request: dict[bytes, _StreamReadState]
+        self, connection: SubscriberConnection, request: dict[bytes, StreamReadState]
     ) -> None:
         """After XREAD failed: stop reading keys that are no longer streams."""
         states = list(request.values())
@@ -335,24 +361,22 @@ class StreamsFeed(ConnectionReader, Upstream):
         for state, probe in broken:
             self._break(state, probe.kind)
 
-    def _deliver(self, reply: Any, request: dict[bytes, _StreamReadState]) -> None:
-        messages: list[tuple[str, Message]] = []
-        for key, entries in reply.items() if isinstance(reply, dict) else reply:
-            state = request.get(key)
-            if state is None or not entries:
-                continue
-            with self._lock:
-                if self._topics.get(state.topic) is not state:
-                    continue  # Unlistened meanwhile; a new listener starts afresh.
-            topic = state.topic
-            messages.extend(
-                (topic, _envelope.decode(payload_of(fields), entry_id.decode()))
-                for entry_id, fields in entries
-            )
-            state.position = entries[-1][0]
-            if state.seen is not None:
-                state.seen += len(entries)
-        self._hub.dispatch_many(messages)
+    def _deliver(self, reply: Any, request: dict[bytes, StreamReadState]) -> None:
+        with self._lock:
+            # A topic unlistened meanwhile is not delivered; a new listener starts afresh.
+            listened = {
+                key for key, state in request.items() if self._topics.get(state.topic) is state
+            }
+        batch = take_reply(reply, request, listened, self._paging)
+        self._hub.dispatch_many(batch.messages)
+        # Positions move only once their messages are dispatched: a subscription that
+        # joins meanwhile starts at the old position, so it receives or can replay
+        # every message after its start cursor (see ``confirmation``).
+        with self._lock:
+            for state, position, count in batch.advanced:
+                state.position = position
+                if state.seen is not None:
+                    state.seen += count
 
     def _idle(self, connection: SubscriberConnection) -> None:
         """With nothing to read: wait for a topic, checking the connection's health."""

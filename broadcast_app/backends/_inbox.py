@@ -60,14 +60,16 @@ def _remaining(deadline: float | None) -> float | None:
 class Latch:
     """A one-shot flag: ``set()`` or ``fail()`` from any thread; ``wait()`` or
     ``await wait_async()``. After ``set(value)``, ``value`` holds what the setter
-    learned (e.g. a start position); after ``fail(error)``, ``error`` says why."""
+    learned (e.g. a start position); after ``fail(error)``, ``error`` says why.
+    ``forward(other)`` sets ``other`` too when this latch is set."""
 
-    __slots__ = ("_event", "_lock", "_waiters", "error", "value")
+    __slots__ = ("_event", "_followers", "_lock", "_waiters", "error", "value")
 
     def __init__(self, *, is_set: bool = False) -> None:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._waiters: list[_AsyncWaiter] = []
+        self._followers: list[Latch] = []
         self.error: BaseException | None = None
         self.value: str | None = None
         if is_set:
@@ -82,8 +84,25 @@ class Latch:
                 self.value = value
             self._event.set()
             waiters, self._waiters = self._waiters, []
+            followers, self._followers = self._followers, []
         for waiter in waiters:
             _wake(waiter)
+        for follower in followers:
+            follower.set()
+
+    def forward(self, follower: Latch) -> None:
+        """Set ``follower`` when this latch is set (at once if it is)."""
+        with self._lock:
+            if not self._event.is_set():
+                self._followers.append(follower)
+                return
+        follower.set()
+
+    def unforward(self, follower: Latch) -> None:
+        """Undo ``forward(follower)``, so that this latch holds no reference to it."""
+        with self._lock:
+            if follower in self._followers:
+                self._followers.remove(follower)
 
     def fail(self, error: BaseException) -> None:
         """Set the latch with ``error`` as the outcome."""
@@ -122,7 +141,8 @@ class Inbox:
     and counted; the newest message is always kept. The consumer is woken apart, by
     ``wake()`` or ``wake_all()``, so that a batch of messages wakes it once. ``get()``
     and ``aget()`` are for the single consumer; ``close()`` and ``mark_gap()`` may be
-    called from any thread.
+    called from any thread. ``close()`` sets ``settled``: a consumer waiting for its
+    subscription to start waits on it, with the upstream confirmation forwarded to it.
     """
 
     __slots__ = (
@@ -141,6 +161,7 @@ class Inbox:
         "closed",
         "dropped",
         "gaps",
+        "settled",
         "topic",
     )
 
@@ -169,6 +190,7 @@ class Inbox:
         self.dropped = 0
         #: Times the consumer may have missed messages: overflows and upstream outages.
         self.gaps = 0
+        self.settled = Latch()
 
     def _full(self, incoming: int) -> bool:
         items = self._items
@@ -261,6 +283,7 @@ class Inbox:
             waiter, self._async_waiter = self._async_waiter, None
         if waiter is not None:
             _wake(waiter)
+        self.settled.set()
 
     def _take(self) -> Message:
         self._overflowing = False

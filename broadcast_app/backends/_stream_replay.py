@@ -22,11 +22,12 @@ from . import _envelope
 from ._hub import Hub
 from ._inbox import Inbox, Latch
 from ._stats import ChannelStats
-from ._stream_scripts import Probe, payload_of, text
+from ._stream_scripts import Probe, entry_size, page_count, payload_of, text
 from .cursors import Position, format_cursor, position_of, successor
 from .subscription import ChannelSubscription, check_timeout
 
-#: Entries fetched per XRANGE while replaying.
+#: Most entries fetched per XRANGE while replaying (fewer when entries are large: see
+#: ``page_count``).
 REPLAY_PAGE = 512
 
 
@@ -37,16 +38,26 @@ class StreamHistory:
     result is dropped (a cancelled task) changes nothing.
     """
 
-    def __init__(self, client: redis.Redis, probe: Script, key: str, after: Position) -> None:
+    def __init__(
+        self, client: redis.Redis, probe: Script, key: str, after: Position, largest: int
+    ) -> None:
         self._client = client
         self._probe = probe
         self._key = key
         self.after = after
+        #: The largest entry expected, in bytes: the channel's ``max_payload_bytes``, or
+        #: a larger entry met (written by another client).
+        self.largest = largest
+        #: The COUNT of the last page read: a shorter page is the end of the history.
+        self.count = REPLAY_PAGE
         # Replaying from the origin asks for whatever is retained: nothing can be missing.
         self.checked = after == (0, 0)
 
     def read(self) -> tuple[list[Message], bool]:
         """Return the next page, and whether entries after the start may have been lost.
+
+        A page holds at most ``REPLAY_PAGE`` entries, and at most ``PAGE_BYTES`` of
+        entries no larger than ``largest``.
 
         Blocks on one or two round trips.
 
@@ -61,9 +72,10 @@ class StreamHistory:
             start = successor(self.after)
             if start is None:
                 return [], lost
+            self.count = page_count(self.largest, 1, REPLAY_PAGE)
             # Raw bytes whatever the client decodes; redis-py leaves this call unannotated.
             entries = self._client.execute_command(  # type: ignore[no-untyped-call]
-                "XRANGE", self._key, format_cursor(start), "+", "COUNT", REPLAY_PAGE,
+                "XRANGE", self._key, format_cursor(start), "+", "COUNT", self.count,
                 **{NEVER_DECODE: True},
             )  # fmt: skip
         except RedisError as exc:
@@ -71,6 +83,7 @@ class StreamHistory:
                 f"Could not replay the history of {self._key!r}: {exc}"
             ) from exc
         messages = [_envelope.decode(payload_of(f), text(i)) for i, f in entries]
+        self.largest = max(self.largest, *(entry_size(fields) for _, fields in entries), 0)
         return messages, lost
 
 
@@ -137,7 +150,7 @@ class HoldingInbox(Inbox):
 class StreamsSubscription(ChannelSubscription, CursorSubscription):
     """A subscription to a stream; with a cursor, it replays the history first.
 
-    The replay reads pages of ``REPLAY_PAGE`` entries through the client's pool, in the
+    The replay reads pages (see ``StreamHistory.read``) through the client's pool, in the
     consumer's thread (a worker thread for asyncio consumers), as the consumer asks for
     messages. If Redis cannot be read meanwhile, ``receive()`` and its variants raise
     ``BroadcastChannelError``; calling again resumes the replay where it stopped.
@@ -152,11 +165,12 @@ class StreamsSubscription(ChannelSubscription, CursorSubscription):
         *,
         history: StreamHistory | None,
         buffer_bytes: int | None = None,
+        owner: object = None,
     ) -> None:
         self._history = history
         self._page: deque[Message] = deque()
         self._cursor = None if history is None else format_cursor(history.after)
-        super().__init__(hub, topic, buffer_size, subscribe_timeout, buffer_bytes)
+        super().__init__(hub, topic, buffer_size, subscribe_timeout, buffer_bytes, owner=owner)
 
     def _create_inbox(self, topic: str, buffer_size: int, buffer_bytes: int | None) -> Inbox:
         self._holding_inbox = HoldingInbox(
@@ -182,8 +196,8 @@ class StreamsSubscription(ChannelSubscription, CursorSubscription):
             self._cursor = message.cursor
         return message
 
-    def _after_confirmation(self, latch: Latch, confirmed: bool) -> None:
-        super()._after_confirmation(latch, confirmed)
+    def _after_confirmation(self, latch: Latch) -> None:
+        super()._after_confirmation(latch)
         if self._cursor is None:
             self._cursor = latch.value
 
@@ -202,7 +216,8 @@ class StreamsSubscription(ChannelSubscription, CursorSubscription):
         self._page.extend(messages)
         if messages:
             history.after = position_of(messages[-1])
-        if len(messages) < REPLAY_PAGE and self._holding_inbox.hand_over(history.after, held_drops):
+        ended = len(messages) < history.count
+        if ended and self._holding_inbox.hand_over(history.after, held_drops):
             self._history = None
 
     def _replayed(self) -> Message | None:

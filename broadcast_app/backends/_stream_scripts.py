@@ -45,6 +45,28 @@ return probes
 """
 
 
+#: Payload bytes a page of stream entries (an XREAD reply, an XRANGE page) stays within.
+PAGE_BYTES = 8 * 1024 * 1024
+
+
+def page_count(largest: int, streams: int, most: int) -> int:
+    """The COUNT of the next read of ``streams`` streams whose entries are at most
+    ``largest`` bytes: as many entries as keep the page within ``PAGE_BYTES``, at least
+    one per stream and at most ``most``.
+
+    A page is bounded in bytes, not only in entries: with the default
+    ``max_payload_bytes`` (1 MiB), 8 entries of one stream, or one of each of 8 streams.
+    """
+    return max(1, min(most, PAGE_BYTES // (max(1, largest) * max(1, streams))))
+
+
+def entry_size(fields: list[bytes] | dict[bytes, bytes]) -> int:
+    """The bytes of a stream entry's field names and values."""
+    if isinstance(fields, dict):
+        return sum(len(name) + len(value) for name, value in fields.items())
+    return sum(len(part) for part in fields)
+
+
 def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 

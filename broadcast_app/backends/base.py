@@ -8,6 +8,8 @@ import os
 import re
 import threading
 import types
+import warnings
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Self
@@ -20,6 +22,7 @@ from ..channel import (
     Subscriber,
     Topic,
 )
+from ..exceptions import PayloadTooLargeError
 from . import _envelope
 from ._hub import Hub, Upstream
 from ._options import channel_options, unknown_options_error
@@ -32,6 +35,13 @@ MAX_TOPIC_LENGTH = 1024
 DEFAULT_BUFFER_SIZE = 1024
 #: Seconds a subscription waits for its topic to be confirmed before it raises.
 DEFAULT_SUBSCRIBE_TIMEOUT = 10.0
+#: Longest payload a publish accepts, in bytes, on every backend (1 MiB). Redis ends a
+#: Pub/Sub connection whose pending output passes 32 MB, or 8 MB for a minute (its
+#: default ``client-output-buffer-limit pubsub 32mb 8mb 60``), losing every topic read
+#: through it: at this size a reader can fall eight messages behind before even the
+#: soft limit is in sight. Streams keep what is published; the same bound keeps a
+#: topic's history, and each page read from it, in proportion.
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 # C0, DEL and C1 act on terminals and split log lines; U+FFFD is what a decoder leaves for
 # bytes it could not read, so names that differed in those bytes would meet in one topic.
 _UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ufffd]")
@@ -76,13 +86,19 @@ def as_payload(payload: object) -> bytes:
     )
 
 
-def wire_form(payload: object, event: object = None) -> bytes:
+def wire_form(payload: object, event: object = None, max_payload_bytes: int | None = None) -> bytes:
     """Return what a publish sends: ``payload``, or the event ``event`` carrying it.
 
     Raises:
         TypeError, ValueError: the payload or the event name is unusable.
+        PayloadTooLargeError: the payload is longer than ``max_payload_bytes``.
     """
     payload = as_payload(payload)
+    if max_payload_bytes is not None and len(payload) > max_payload_bytes:
+        raise PayloadTooLargeError(
+            f"A payload of {len(payload)} bytes is longer than max_payload_bytes "
+            f"({max_payload_bytes}); nothing was sent."
+        )
     return _envelope.encode(
         payload, None if event is None else _envelope.validate_event_name(event)
     )
@@ -141,12 +157,12 @@ class ChannelTopic(Topic):
         return f"<{type(self).__name__} {self.name!r}>"
 
     def publish(self, payload: bytes, *, event: str | None = None) -> None:
-        wire = wire_form(payload, event)
+        wire = wire_form(payload, event, self._channel.max_payload_bytes)
         self._channel.publish_payload(self.name, wire)
         self._channel.published(self.name, wire)
 
     async def apublish(self, payload: bytes, *, event: str | None = None) -> None:
-        wire = wire_form(payload, event)
+        wire = wire_form(payload, event, self._channel.max_payload_bytes)
         await self._channel.apublish_payload(self.name, wire)
         self._channel.published(self.name, wire)
 
@@ -160,13 +176,48 @@ class ChannelTopic(Topic):
         return TopicSubscriber(self)
 
 
+class _HubSlot:
+    """Where a channel keeps its hub: apart from the channel, so that the finalizer of a
+    channel dropped without ``close()`` can reach the hub without keeping the channel."""
+
+    __slots__ = ("hub",)
+
+    def __init__(self) -> None:
+        self.hub: Hub | None = None
+
+
+def _release_abandoned(slot: _HubSlot, owner: str) -> None:
+    hub = slot.hub
+    if hub is None or hub.closed or hub.pid != os.getpid():
+        return
+    warnings.warn(
+        f"{owner} was garbage-collected without close(); its reader threads and "
+        "connections are being released.",
+        ResourceWarning,
+        stacklevel=1,
+    )
+    hub.abandon()
+
+
 class HubOwner:
-    """Holds the hub of the current process, created on first use and again after a fork."""
+    """Holds the hub of the current process, created on first use and again after a fork.
+
+    A channel garbage-collected without ``close()`` warns with a ``ResourceWarning`` and
+    stops its reader thread, which closes its connection. Its subscriptions, and the
+    topics and views made from it, keep it alive while they are referenced; the hub,
+    its upstream and their threads never refer to it.
+    """
 
     def __init__(self) -> None:
         self._hub_lock = threading.Lock()
-        self._hub: Hub | None = None
+        self._slot = _HubSlot()
         self._stats = ChannelStats()
+        finalizer = weakref.finalize(self, _release_abandoned, self._slot, type(self).__name__)
+        finalizer.atexit = False  # At exit the reader threads (daemons) end with the process.
+
+    @property
+    def _hub(self) -> Hub | None:
+        return self._slot.hub
 
     @abstractmethod
     def create_upstream(self, hub: Hub) -> Upstream:
@@ -174,23 +225,26 @@ class HubOwner:
 
     @property
     def hub(self) -> Hub:
+        """The hub of this process: built on first use, and again in a forked child."""
         hub = self._hub
         if hub is not None and hub.pid == os.getpid():
             return hub
         with self._hub_lock:
-            if self._hub is None or self._hub.pid != os.getpid():
+            hub = self._slot.hub
+            if hub is None or hub.pid != os.getpid():
                 # In a forked child the parent's hub is left alone: its sockets are shared.
-                self._hub = Hub(self.create_upstream, self._stats)
-            return self._hub
+                hub = self._slot.hub = Hub(self.create_upstream, self._stats)
+            return hub
 
     def close(self) -> None:
         """Close every subscription and release connections and threads. Idempotent."""
         with self._hub_lock:
-            hub, self._hub = self._hub, None
+            hub, self._slot.hub = self._slot.hub, None
         if hub is not None:
             hub.close()
 
     def __enter__(self) -> Self:
+        """Return the channel; leaving the context closes it."""
         return self
 
     def __exit__(
@@ -199,11 +253,16 @@ class HubOwner:
         exc_value: BaseException | None,
         traceback: types.TracebackType | None,
     ) -> None:
+        """Close the channel."""
         self.close()
 
 
 class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
     """A channel whose subscriptions are served by one hub per process.
+
+    ``max_payload_bytes`` bounds the payload of a publish (an event's name travels on
+    top, at most 137 bytes more); a longer one raises ``PayloadTooLargeError`` before
+    anything is sent. Raise it only with Redis's own limits in mind.
 
     Subclasses provide ``create_upstream()`` and ``publish_payload()``, and declare
     ``features``; a backend with history also overrides ``topic()`` and
@@ -217,10 +276,12 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
         *,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         super().__init__()
         self.buffer_size = positive_int("buffer_size", buffer_size)
         self.subscribe_timeout = positive_number("subscribe_timeout", subscribe_timeout)
+        self.max_payload_bytes = positive_int("max_payload_bytes", max_payload_bytes)
         self._listeners_lock = threading.Lock()
         self._publish_listeners: tuple[PublishListener, ...] = ()
 
@@ -280,6 +341,7 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
         name; whoever receives it decodes it with ``_envelope.decode``."""
 
     async def apublish_payload(self, topic: str, payload: bytes) -> None:
+        """Async twin of ``publish_payload()``; this default runs it in a worker thread."""
         await asyncio.to_thread(self.publish_payload, topic, payload)
 
     def open_subscription(
@@ -287,5 +349,5 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
     ) -> ChannelSubscription:
         """Raises ValueError for an invalid ``buffer_bytes``, before any I/O."""
         return ChannelSubscription(
-            self.hub, topic, self.buffer_size, self.subscribe_timeout, buffer_bytes
+            self.hub, topic, self.buffer_size, self.subscribe_timeout, buffer_bytes, owner=self
         )

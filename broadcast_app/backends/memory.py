@@ -30,6 +30,9 @@ class _LocalUpstream(Upstream):
     def close(self) -> None:
         pass
 
+    def abandon(self) -> None:
+        pass
+
 
 class InMemoryBroadcastChannel(BaseBroadcastChannel):
     """A broadcast channel whose topics live in this process's memory."""

@@ -42,7 +42,7 @@ class RedisBroadcastChannel(RedisClientChannel[redis.Redis]):
     def create_upstream(self, hub: Hub) -> Upstream:
         return PubSubFeed(
             hub,
-            self.reader_connection,
+            self.reader_connections(),
             commands=self.commands,
             prefix=self.prefix.encode(),
             health_check_interval=self.health_check_interval,

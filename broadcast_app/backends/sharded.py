@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 from urllib.parse import urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from ..exceptions import PublishError
-from ._client import CLIENT_DEFAULTS, RedisClientChannel, client_from_url
+from ._client import CLIENT_DEFAULTS, LazyClient, RedisClientChannel, client_from_url
 from ._feed_shards import CLUSTER_ERRORS, ShardFeed, ShardRouter
 from ._hub import Hub, Upstream
-from ._options import CLIENT_OPTIONS, check_client_options, unknown_options_error
+from ._options import (
+    CLIENT_OPTIONS,
+    channel_options,
+    check_client_options,
+    unknown_options_error,
+)
 
 #: Builds a ``RedisCluster`` (whose constructor discovers the topology: I/O).
 ClusterFactory = Callable[[], RedisCluster]
@@ -64,12 +69,7 @@ class ShardedRedisBroadcastChannel(RedisClientChannel[redis.Redis | RedisCluster
     @property
     def is_cluster(self) -> bool:
         """Whether the client is (or will be) a ``RedisCluster`` rather than one server."""
-        return not isinstance(self._client, redis.Redis)
-
-    def _cluster(self) -> RedisCluster:
-        client = self.client
-        assert isinstance(client, RedisCluster)
-        return client
+        return not isinstance(self._lazy_client.client, redis.Redis)
 
     @classmethod
     def client_for_url(
@@ -109,7 +109,7 @@ class ShardedRedisBroadcastChannel(RedisClientChannel[redis.Redis | RedisCluster
                 f"a list of Redis Cluster seed URLs, not {location!r}."
             )
         cluster = options.get("cluster", not isinstance(location, str))
-        known = {*cls.channel_option_names(), "cluster", *CLIENT_OPTIONS}
+        known = {*channel_options(cls), "cluster", *CLIENT_OPTIONS}
         if cluster is True:
             known |= _CLUSTER_OPTIONS
         # redis-py keeps unknown options until it connects; name them now.
@@ -124,11 +124,14 @@ class ShardedRedisBroadcastChannel(RedisClientChannel[redis.Redis | RedisCluster
         prefix = self.prefix.encode()
         if self.is_cluster:
             return ShardRouter(
-                hub, self._cluster, prefix=prefix, health_check_interval=self.health_check_interval
+                hub,
+                cast(LazyClient[RedisCluster], self._lazy_client),
+                prefix=prefix,
+                health_check_interval=self.health_check_interval,
             )
         return ShardFeed(
             hub,
-            self.reader_connection,
+            self.reader_connections(),
             prefix=prefix,
             health_check_interval=self.health_check_interval,
         )

@@ -29,6 +29,7 @@ from ._stream_replay import REPLAY_PAGE, StreamHistory, StreamsSubscription
 from ._stream_scripts import APPEND_SCRIPT, PROBE_SCRIPT
 from .base import (
     DEFAULT_BUFFER_SIZE,
+    DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_SUBSCRIBE_TIMEOUT,
     ChannelTopic,
     TopicSubscriber,
@@ -97,6 +98,7 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
         *,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         prefix: str = "",
         health_check_interval: float | None = None,
         retention_seconds: float = DEFAULT_RETENTION_SECONDS,
@@ -106,6 +108,7 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
             client,
             buffer_size=buffer_size,
             subscribe_timeout=subscribe_timeout,
+            max_payload_bytes=max_payload_bytes,
             prefix=prefix,
             health_check_interval=health_check_interval,
         )
@@ -121,11 +124,12 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
     def create_upstream(self, hub: Hub) -> Upstream:
         return StreamsFeed(
             hub,
-            self.reader_connection,
+            self.reader_connections(),
             self.client,
             prefix=self.prefix.encode(),
             health_check_interval=self.health_check_interval,
             retention_seconds=self.retention_seconds,
+            max_payload_bytes=self.max_payload_bytes,
         )
 
     def publish_payload(self, topic: str, payload: bytes) -> None:
@@ -144,7 +148,11 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
         history = None
         if cursor is not None:
             history = StreamHistory(
-                self.client, self._probe, self.prefix + topic, parse_cursor(cursor)
+                self.client,
+                self._probe,
+                self.prefix + topic,
+                parse_cursor(cursor),
+                self.max_payload_bytes,
             )
         return StreamsSubscription(
             self.hub,
@@ -153,4 +161,5 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
             self.subscribe_timeout,
             history=history,
             buffer_bytes=buffer_bytes,
+            owner=self,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import types
@@ -21,8 +22,11 @@ def check_timeout(timeout: float | None) -> None:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}.")
-    if timeout < 0:
-        raise ValueError(f"timeout must not be negative, not {timeout!r}.")
+    if not 0 <= timeout < math.inf:  # nan too: it compares false.
+        raise ValueError(
+            f"timeout must be a finite number of seconds, not negative, or None to wait "
+            f"without end; not {timeout!r}."
+        )
 
 
 def check_buffer_bytes(buffer_bytes: int | None) -> int | None:
@@ -61,7 +65,12 @@ class ChannelSubscription(Subscription):
         buffer_size: int,
         subscribe_timeout: float,
         buffer_bytes: int | None = None,
+        *,
+        owner: object = None,
     ) -> None:
+        # The channel: kept alive while its subscriptions are, as dropping it releases
+        # the hub (see ``HubOwner``).
+        self._owner = owner
         self._hub = hub
         self._inbox = self._create_inbox(topic, buffer_size, check_buffer_bytes(buffer_bytes))
         self._subscribe_timeout = subscribe_timeout
@@ -101,7 +110,8 @@ class ChannelSubscription(Subscription):
             self._finalizer = weakref.finalize(self, _release_unclosed, self._hub, self._inbox)
             return latch
 
-    def _after_confirmation(self, latch: Latch, confirmed: bool) -> None:
+    def _after_confirmation(self, latch: Latch) -> None:
+        latch.unforward(self._inbox.settled)
         if latch.error is not None:
             self.close()
             raise BroadcastChannelError(
@@ -109,26 +119,33 @@ class ChannelSubscription(Subscription):
             ) from latch.error
         if self.closed:
             raise SubscriptionClosedError(f"The subscription to {self.topic!r} is closed.")
-        if not confirmed:
+        if not latch.is_set():
             self.close()
             raise BroadcastChannelError(
                 f"The backend did not confirm the subscription to {self.topic!r} "
                 f"within {self._subscribe_timeout} seconds."
             )
 
+    # A consumer waits on its inbox's ``settled`` latch, which ``close()`` sets too: closing
+    # a subscription wakes its consumer at once, even while other subscriptions of the
+    # topic go on waiting for the confirmation.
     def _start(self) -> None:
         if self._joined and not self._closed:
             return  # The hot path of every receive: no lock.
         latch = self._join()
         if latch is not None:
-            self._after_confirmation(latch, latch.wait(self._subscribe_timeout))
+            latch.forward(self._inbox.settled)
+            self._inbox.settled.wait(self._subscribe_timeout)
+            self._after_confirmation(latch)
 
     async def _astart(self) -> None:
         if self._joined and not self._closed:
             return
         latch = self._join()
         if latch is not None:
-            self._after_confirmation(latch, await latch.wait_async(self._subscribe_timeout))
+            latch.forward(self._inbox.settled)
+            await self._inbox.settled.wait_async(self._subscribe_timeout)
+            self._after_confirmation(latch)
 
     def close(self) -> None:
         if self._hub.pid != os.getpid():

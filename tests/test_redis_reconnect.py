@@ -1,0 +1,57 @@
+"""Readers come back as soon as Redis does: within a fraction of a second of the
+server answering again, however long the outage lasted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+
+from localservers import RedisServer
+
+from .waiting import WAIT
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
+
+#: Long enough for an exponential backoff to have grown to seconds.
+OUTAGE = 4.0
+#: Generous guard on a loaded machine; the target is 250 ms.
+RESUMED_WITHIN = 1.0
+
+
+@pytest.mark.parametrize(
+    "backend", ["redis-resp2", "redis-resp3", "sharded", "streams", "streams-resp2"]
+)
+def test_a_reader_resumes_soon_after_redis_is_back(
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    record_property: Callable[[str, object], None],
+) -> None:
+    server = restartable_redis
+    channel = channel_factory(server=server)
+    topic = channel.topic(channel_factory.topic_name())
+    with topic.subscribe() as sub:
+        topic.publish(b"before")
+        assert sub.receive(WAIT) == b"before"
+        server.kill()
+        time.sleep(OUTAGE)
+        server.restart()  # Returns once the server answers PING.
+        answered_at = time.monotonic()
+        # Only the reader's recovery is timed: the publisher's pooled connections are
+        # dead, and its client's retry policy would add its own backoff.
+        channel.client.connection_pool.disconnect()
+        deadline = answered_at + WAIT
+        received = None
+        sent = 0
+        while received is None and time.monotonic() < deadline:
+            topic.publish(b"after %d" % sent)
+            sent += 1
+            received = sub.receive(0.005)
+        resumed = time.monotonic() - answered_at
+    record_property("resumed_after_seconds", resumed)
+    print(f"first message {resumed * 1000:.0f} ms after Redis answered again")
+    assert received is not None, "the reader never came back"
+    assert resumed < RESUMED_WITHIN
