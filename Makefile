@@ -69,17 +69,10 @@ $(DEMO_STAMP): $(BIN)/python setup.cfg pyproject.toml
 demo: $(DEMO_STAMP)
 	@bash scripts/demo.sh
 
-# uvloop and httptools (uvicorn[standard]) for the streams benchmark's comparison of
-# uvicorn with and without them.
-BENCH_STAMP := $(VENV)/.bench-installed
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet 'uvicorn[standard]'
-	touch $@
-
 # BENCH=engine runs only the engine's figures, BENCH=streams only streams at scale
 # (python -m bench.sse); BENCH_ARGS are passed on (e.g. BENCH_ARGS=--quick).
 BENCH ?= all
-bench: $(BENCH_STAMP) system-deps
+bench: $(STAMP) system-deps
 ifneq ($(BENCH),streams)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 endif
@@ -89,7 +82,7 @@ endif
 
 # Redis killed with -9 and restarted every 60 s under 500 streams; SOAK_SECONDS long.
 SOAK_SECONDS ?= 600
-soak: $(BENCH_STAMP) system-deps
+soak: $(STAMP) system-deps
 	$(BIN)/python -m bench.sse.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
