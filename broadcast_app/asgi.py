@@ -16,10 +16,14 @@ or ``as_view()`` arguments) apply. A path that is not valid UTF-8 goes to Django
 whose view answers 400.
 
 A stream ends at once when the client disconnects (``http.disconnect`` closes its
-subscription: the backlog is never framed), when a send stays stalled past
-``BROADCAST_STREAM_STALL_TIMEOUT`` under the ``"disconnect"`` slow-client policy
-(the response is left incomplete, so the server drops the connection), and on
-``drain()``.
+subscription: the backlog is never framed), and on ``drain()``. It is cut off when a
+send stays blocked past ``BROADCAST_STREAM_STALL_TIMEOUT`` under the ``"disconnect"``
+slow-client policy, or past ``streaming.DRAIN_GRACE`` once draining: under uvicorn the
+connection is aborted (``connections``), since closing it would wait forever for a
+client that does not read; elsewhere the response is left incomplete, and the server
+drops the connection as it sees fit. For the streams of the Django view, the wrapper
+notes each request's ``send`` (``connections.remember()``), so that they too can be cut
+off under uvicorn.
 
 Draining: on its first call the wrapper chains a handler for SIGTERM and SIGINT in
 front of the server's own (uvicorn's, gunicorn's uvicorn worker's, hypercorn's...).
@@ -42,7 +46,7 @@ from urllib.parse import parse_qsl
 
 from django.urls import Resolver404, resolve
 
-from . import tokens, views
+from . import connections, tokens, views
 from .conf import get_channel
 from .conf import stream_max_streams as configured_max_streams
 from .exceptions import BroadcastChannelError
@@ -65,8 +69,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: a ``dict``) and any other ASGI 3 callable fit.
 WrappedApp = Callable[[Any, Any, Any], Awaitable[object]]
 
-#: Seconds a draining stream may still spend sending before it is cut off.
-DRAIN_GRACE = 1.0
 _TEXT_HEADERS = [(b"content-type", views.TEXT.encode())]
 _STREAM_HEADERS = [
     (name.lower().encode(), value.encode()) for name, value in views.STREAM_HEADERS.items()
@@ -100,6 +102,8 @@ class _StreamsApplication:
             if request is not None:
                 await request.serve(receive, send)
                 return
+        if scope["type"] == "http":
+            connections.remember(send)  # Lets the view's streams drop their connection.
         await self.application(scope, receive, send)
 
 
@@ -183,21 +187,23 @@ async def _serve_stream(
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(None) as cut_off:
-            stream.on_stop = lambda: loop.call_soon_threadsafe(_cut_off_soon, cut_off, loop)
+            # Cut off (by the registry's watchdog, in its thread): abort the connection,
+            # which ends the blocked send; failing that, end this call now.
+            stream.on_cut_off = connections.dropper(send) or (
+                lambda: loop.call_soon_threadsafe(_end_now, cut_off, loop)
+            )
             async with contextlib.aclosing(events.achunks()) as chunks:
                 async for chunk in chunks:
                     if chunk:
-                        async with asyncio.timeout(options.stall_timeout):
-                            await send(_body(chunk, more=True))
-            await send(_body(b"", more=False))
+                        await send(_body(chunk, more=True))
+            with stream.sending():
+                await send(_body(b"", more=False))
     except TimeoutError:
-        # Stalled past the stall timeout, or draining past the grace: the response stays
-        # incomplete, which makes the server drop the connection.
-        pass
+        pass  # Cut off without a connection to drop: the response stays incomplete.
     except OSError:
         pass  # Servers may raise from send() once the client is gone (ASGI 2.4).
     finally:
-        stream.on_stop = None
+        stream.on_cut_off = None
         listener.cancel()
 
 
@@ -207,12 +213,9 @@ async def _close_on_disconnect(receive: Receive, stream: OpenStream) -> None:
     stream.subscription.close()
 
 
-def _cut_off_soon(cut_off: asyncio.Timeout, loop: asyncio.AbstractEventLoop) -> None:
-    """Give a draining stream ``DRAIN_GRACE`` seconds more, in case a send is stalled."""
+def _end_now(cut_off: asyncio.Timeout, loop: asyncio.AbstractEventLoop) -> None:
     with contextlib.suppress(RuntimeError):  # The stream has finished meanwhile.
-        when = cut_off.when()
-        deadline = loop.time() + DRAIN_GRACE
-        cut_off.reschedule(deadline if when is None else min(when, deadline))
+        cut_off.reschedule(loop.time())
 
 
 def _body(chunk: bytes, *, more: bool) -> Message:

@@ -15,17 +15,23 @@ no stream holds it for long, and a stream whose client left stops at the next ch
 instead of framing its backlog.
 
 ``StreamRegistry`` counts the open streams of the process (both paths together) for
-``BROADCAST_STREAM_MAX_STREAMS`` and ends them all on ``drain()``. No Django imports.
+``BROADCAST_STREAM_MAX_STREAMS`` and ends them all on ``drain()``. Its watchdog, one
+thread that runs only while there are streams to watch, cuts off a stream whose send
+stays blocked past the stall timeout (the ``"disconnect"`` policy) or, once draining,
+past ``DRAIN_GRACE``: the server blocks inside that send, so the stream cannot notice
+by itself. No Django imports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
 
@@ -42,6 +48,10 @@ BATCH_BYTES = 64 * 1024
 #: On drain, each stream's final ``retry`` is its usual one plus up to this many seconds,
 #: at random, so the browsers of a restarted process come back spread over a window.
 DRAIN_RETRY_SPREAD = 10.0
+#: Seconds a draining stream may still spend in a send before it is cut off.
+DRAIN_GRACE = 1.0
+#: Seconds between two looks of the watchdog: how late it may cut a stream off.
+WATCH_INTERVAL = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +75,22 @@ class OpenStream:
     """A stream counted by a ``StreamRegistry``; ``release()`` uncounts it. Thread-safe.
 
     ``final_retry`` is None until a drain sets it: the stream then ends with that
-    ``retry``. ``on_stop`` callbacks (run in the thread that drains) let a path end a
-    stream its subscription alone cannot, e.g. one blocked in a stalled send.
+    ``retry``. A path marks each send with ``sending()``; a send blocked too long makes
+    the registry's watchdog ``cut_off()`` the stream: its subscription closes and
+    ``on_cut_off`` (run in the watchdog's thread) drops the connection where the path
+    can reach it.
     """
 
-    __slots__ = ("_registry", "alias", "final_retry", "on_stop", "subscription")
+    __slots__ = (
+        "_drained_at",
+        "_registry",
+        "alias",
+        "final_retry",
+        "on_cut_off",
+        "send_started_at",
+        "stall_timeout",
+        "subscription",
+    )
 
     def __init__(self, registry: StreamRegistry, subscription: Subscription, alias: str) -> None:
         self._registry = registry
@@ -77,14 +98,51 @@ class OpenStream:
         #: The alias of the channel streamed from (for per-channel counts).
         self.alias = alias
         self.final_retry: float | None = None
-        self.on_stop: Callable[[], object] | None = None
+        self.on_cut_off: Callable[[], object] | None = None
+        #: ``time.monotonic()`` when the send in progress began; None between sends.
+        self.send_started_at: float | None = None
+        #: Seconds a send may stay blocked (the ``"disconnect"`` policy); None: no limit.
+        self.stall_timeout: float | None = None
+        self._drained_at: float | None = None
+
+    @contextmanager
+    def sending(self) -> Iterator[None]:
+        """Mark the send made in the block, for the watchdog."""
+        self.send_started_at = time.monotonic()
+        try:
+            yield
+        finally:
+            self.send_started_at = None
+
+    def watch(self, stall_timeout: float) -> None:
+        """Cut the stream off once a send stays blocked ``stall_timeout`` seconds."""
+        self.stall_timeout = stall_timeout
+        self._registry.watch(self)
 
     def stop(self, retry: float) -> None:
-        """End the stream: it sends ``retry`` (if it can still send) and finishes."""
+        """End the stream: it sends ``retry`` (if it can still send) and finishes; a send
+        still blocked ``DRAIN_GRACE`` seconds from now gets it cut off."""
         self.final_retry = retry
+        self._drained_at = time.monotonic()
         self.subscription.close()
-        if self.on_stop is not None:
-            self.on_stop()
+        self._registry.watch(self)
+
+    def overdue(self, now: float) -> bool:
+        """Whether the send in progress has been blocked too long at ``now``."""
+        started = self.send_started_at
+        if started is None:
+            return False
+        deadline = math.inf if self.stall_timeout is None else started + self.stall_timeout
+        if self._drained_at is not None:
+            deadline = min(deadline, max(started, self._drained_at) + DRAIN_GRACE)
+        return now > deadline
+
+    def cut_off(self) -> None:
+        """End the stream without waiting for its send: close the subscription, and drop
+        the connection through ``on_cut_off`` if set. Never blocks."""
+        self.subscription.close()
+        if self.on_cut_off is not None:
+            self.on_cut_off()
 
     def release(self) -> None:
         """Stop counting this stream. Idempotent."""
@@ -102,6 +160,8 @@ class StreamRegistry:
         self._open: set[OpenStream] = set()
         self._per_alias: dict[str, int] = {}
         self._draining = False
+        self._watched: set[OpenStream] = set()
+        self._watchdog: threading.Thread | None = None
 
     def __len__(self) -> int:
         return len(self._open)
@@ -128,9 +188,39 @@ class StreamRegistry:
 
     def discard(self, stream: OpenStream) -> None:
         with self._lock:
+            self._watched.discard(stream)
             if stream in self._open:
                 self._open.remove(stream)
                 self._per_alias[stream.alias] -= 1
+
+    def watch(self, stream: OpenStream) -> None:
+        """Have the watchdog cut ``stream`` off once it is ``overdue()``, until released."""
+        with self._lock:
+            if stream not in self._open:
+                return
+            self._watched.add(stream)
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(
+                    target=self._watch, name="broadcast-stream-watchdog", daemon=True
+                )
+                self._watchdog.start()
+
+    def _watch(self) -> None:
+        """The watchdog: runs until no stream is left to watch."""
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            with self._lock:
+                if not self._watched:
+                    self._watchdog = None
+                    return
+                now = time.monotonic()
+                overdue = [stream for stream in self._watched if stream.overdue(now)]
+                self._watched.difference_update(overdue)  # Each is cut off once.
+            for stream in overdue:
+                try:
+                    stream.cut_off()
+                except Exception:
+                    logger.exception("Could not cut off a stalled stream")
 
     def count(self, alias: str) -> int:
         """The open streams from channel ``alias``."""
@@ -180,6 +270,8 @@ class EventStream:
         self._keeps_history = keeps_history
         self._gaps = subscription.gaps  # A gap before the stream began is no news to it.
         self._live = True
+        if options.stall_timeout is not None:
+            stream.watch(options.stall_timeout)
 
     def _opening(self) -> bytes:
         chunk = sse.retry(self._options.retry)
@@ -193,12 +285,6 @@ class EventStream:
         final = self._stream.final_retry
         return b"" if final is None else sse.retry(self._options.retry + final)
 
-    def _after_send(self, started: float) -> None:
-        """End the stream if that send was stalled past the stall timeout."""
-        stall = self._options.stall_timeout
-        if stall is not None and time.monotonic() - started > stall:
-            self._live = False
-
     def _failed(self, exc: BroadcastChannelError) -> None:
         self._live = False
         if not isinstance(exc, SubscriptionClosedError):
@@ -207,7 +293,9 @@ class EventStream:
     def chunks(self) -> Iterator[bytes]:
         """Yield the body's chunks, receiving only when the next one is asked for."""
         receive = self._subscription.receive_message
-        yield self._opening()
+        sending = self._stream.sending
+        with sending():
+            yield self._opening()
         while self._live:
             chunk = _Chunk(self._options.heartbeat, self._gap_frame)
             try:
@@ -216,16 +304,18 @@ class EventStream:
             except BroadcastChannelError as exc:
                 self._failed(exc)
             if body := chunk.body(self._live):
-                started = time.monotonic()
-                yield body
-                self._after_send(started)
+                with sending():
+                    yield body
         if closing := self._closing():
-            yield closing
+            with sending():
+                yield closing
 
     async def achunks(self) -> AsyncGenerator[bytes]:
         """Async twin of ``chunks()``; yields to the event loop after every full chunk."""
         areceive = self._subscription.areceive_message
-        yield self._opening()
+        sending = self._stream.sending
+        with sending():
+            yield self._opening()
         while self._live:
             chunk = _Chunk(self._options.heartbeat, self._gap_frame)
             try:
@@ -234,14 +324,14 @@ class EventStream:
             except BroadcastChannelError as exc:
                 self._failed(exc)
             if body := chunk.body(self._live):
-                started = time.monotonic()
-                yield body
-                self._after_send(started)
+                with sending():
+                    yield body
                 if chunk.full:
                     # A backlog: let other streams (and a disconnect) run before the next.
                     await asyncio.sleep(0)
         if closing := self._closing():
-            yield closing
+            with sending():
+                yield closing
 
     def _gap_frame(self) -> bytes:
         gaps = self._subscription.gaps

@@ -40,7 +40,7 @@ from django.http import (
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from . import sse, tokens
+from . import connections, sse, tokens
 from .channel import CursorTopic, Subscription, Topic
 from .conf import DEFAULT_CHANNEL_ALIAS, Authorizer, get_channel, load_authorizer
 from .conf import stream_authorizer as configured_authorizer
@@ -283,6 +283,8 @@ class BroadcastStreamView(View):
             stream.release()
             logger.warning("Could not stream topic %r: %s", subscription.topic, exc)
             return unavailable(UNAVAILABLE_MESSAGE, self.retry)
+        # Under uvicorn behind with_streams(), a stream cut off can drop its connection.
+        stream.on_cut_off = connections.dropper()
         keeps_history = get_channel(self.channel_alias).features.keeps_history
         events = EventStream(subscription, options, stream, keeps_history=keeps_history)
         content = events.achunks() if isinstance(request, ASGIRequest) else events.chunks()

@@ -23,6 +23,10 @@ from .django_fixtures import Event, SSEParser, WebServer
 SERVER_SECRET_KEY = "stream-tests-key-" + "k" * 40
 #: Seconds a socket read may wait before the test fails.
 READ_TIMEOUT = 10.0
+#: SO_RCVBUF of a stalled client: the kernel soon stops taking the server's bytes.
+TINY_BUFFER = 4096
+#: ``tcpi_state`` of an established connection (Linux's ``TCP_INFO``).
+TCP_ESTABLISHED = 1
 
 
 class FastPathServer(WebServer):
@@ -89,6 +93,8 @@ class RawStream:
         self.events: list[Event] = []
         self.ended = False
         self.status, self.head = self._read_head()
+        # runserver sends the body as it comes, and closes the connection at its end.
+        self.chunked = "transfer-encoding: chunked" in self.head.lower()
         self._dechunk()
 
     def _read_head(self) -> tuple[int, str]:
@@ -110,6 +116,10 @@ class RawStream:
 
     def _dechunk(self) -> None:
         """Feed the parser every complete chunk received (chunked transfer coding)."""
+        if not self.chunked:
+            self.events += self.parser.feed(self.buffer)
+            self.buffer = b""
+            return
         while b"\r\n" in self.buffer and not self.ended:
             size_text, after = self.buffer.split(b"\r\n", 1)
             size = int(size_text, 16)
@@ -126,6 +136,12 @@ class RawStream:
     @property
     def ids(self) -> list[str]:
         return self.parser.ids
+
+    @property
+    def established(self) -> bool:
+        """Whether the connection is still established, found without reading from it (a
+        stalled client's reads would unblock the server)."""
+        return self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_ESTABLISHED
 
     def read_until(self, done: Any, timeout: float = READ_TIMEOUT) -> None:
         """Read until ``done()`` is true (of the events parsed so far, say)."""

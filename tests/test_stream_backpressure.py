@@ -6,6 +6,7 @@ reading."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -15,12 +16,18 @@ import redis
 
 from localservers import RedisServer
 
-from .django_fixtures import Event, new_topic
-from .stream_fixtures import FastPathServer, RawStream, opened, raw_streams, signed_url, stream_path
+from .django_fixtures import Event, WebServer, new_topic
+from .stream_fixtures import (
+    TINY_BUFFER,
+    FastPathServer,
+    RawStream,
+    opened,
+    raw_streams,
+    signed_url,
+    stream_path,
+)
 from .waiting import WAIT, wait_until
 
-#: SO_RCVBUF of a stalled client: the kernel soon stops taking the server's bytes.
-TINY_BUFFER = 4096
 #: Stalled clients of the latency test, and the size of the messages they do not read.
 STALLED = 20
 BIG = 100 * 1024
@@ -100,36 +107,67 @@ def test_clients_hanging_up_with_full_backlogs_do_not_freeze_other_streams(
     assert wait_until(lambda: redis_server.numsub(stalled_topic) == 0, WAIT)
 
 
+#: The ``"disconnect"`` slow-client policy after 1 s stalled.
+POLICY, STALL_TIMEOUT = "disconnect", 1
+
+
 @pytest.fixture(scope="module")
 def strict_server(redis_server: RedisServer) -> Iterator[FastPathServer]:
-    """The ``"disconnect"`` slow-client policy after 1 s stalled."""
     with FastPathServer(
         redis_server,
-        BROADCAST_STREAM_SLOW_CLIENT="disconnect",
-        BROADCAST_STREAM_STALL_TIMEOUT=1,
+        BROADCAST_STREAM_SLOW_CLIENT=POLICY,
+        BROADCAST_STREAM_STALL_TIMEOUT=STALL_TIMEOUT,
     ) as running:
         yield running
 
 
+@pytest.fixture(scope="module")
+def strict_wsgi_server(redis_server: RedisServer) -> Iterator[WebServer]:
+    """runserver (the view under WSGI) with the ``"disconnect"`` policy."""
+    with WebServer(
+        "runserver",
+        redis_server,
+        DJANGO_SETTINGS_MODULE="tests.stream_settings",
+        BROADCAST_STREAM_SLOW_CLIENT=json.dumps(POLICY),
+        BROADCAST_STREAM_STALL_TIMEOUT=json.dumps(STALL_TIMEOUT),
+    ) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [("fast", "uvicorn"), ("view", "uvicorn"), ("view", "runserver")],
+    ids=["fast path", "view under uvicorn", "view under runserver"],
+)
 def test_the_disconnect_policy_ends_a_stream_stalled_too_long(
-    strict_server: FastPathServer, redis_server: RedisServer, redis_publisher: redis.Redis
+    request: pytest.FixtureRequest,
+    redis_server: RedisServer,
+    redis_publisher: redis.Redis,
+    path: str,
+    kind: str,
 ) -> None:
-    stalled_topic, other_topic = new_topic("private"), new_topic("private")
+    server = request.getfixturevalue("strict_server" if kind == "uvicorn" else "strict_wsgi_server")
+    stalled_topic, other_topic = new_topic("public"), new_topic("public")
+    fast = path == "fast"
     stalled = opened(
-        RawStream(strict_server.port, signed_url(stalled_topic), receive_buffer=TINY_BUFFER)
+        RawStream(server.port, stream_path(stalled_topic, fast), receive_buffer=TINY_BUFFER)
     )
-    idle = opened(RawStream(strict_server.port, signed_url(other_topic)))
+    idle = opened(RawStream(server.port, stream_path(other_topic, fast)))
     with raw_streams([stalled, idle]):
         assert redis_server.numsub(stalled_topic) == 1
         # Publish until the stream ends: the kernel's socket buffers (tcp_wmem, up to 4 MB)
-        # take data first, and the stall clock starts only once they are full.
+        # take data first, and the stall clock starts only once they are full. The send
+        # stays blocked in the server meanwhile: the stream must be ended from outside it.
         payload = b"x" * 50 * 1024
 
         def ended() -> bool:
             redis_publisher.publish(stalled_topic, payload)
             return redis_server.numsub(stalled_topic) == 0
 
-        assert wait_until(ended, WAIT), strict_server.log()
+        assert wait_until(ended, WAIT), server.log()
+        if kind == "uvicorn":
+            # The connection is dropped too (the server would wait forever to flush it).
+            assert wait_until(lambda: not stalled.established, WAIT), server.log()
         assert redis_server.numsub(other_topic) == 1
         redis_publisher.publish(other_topic, b"still here")
         idle.read_until(lambda: idle.events == [Event("still here")])
