@@ -9,7 +9,7 @@ COMPAT_VENV := .venv-compat
 COMPAT_BIN := $(COMPAT_VENV)/bin
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cat setup.cfg scripts/floors.py | cksum | cut -d' ' -f1)
 
-.PHONY: test test-compat lint typecheck pytest docs demo bench system-deps clean
+.PHONY: test test-compat lint typecheck pytest docs demo bench soak system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,8 +69,21 @@ $(DEMO_STAMP): $(BIN)/python setup.cfg pyproject.toml
 demo: $(DEMO_STAMP)
 	@bash scripts/demo.sh
 
+# BENCH=engine runs only the engine's figures, BENCH=streams only streams at scale
+# (python -m bench.sse); BENCH_ARGS are passed on (e.g. BENCH_ARGS=--quick).
+BENCH ?= all
 bench: $(STAMP) system-deps
-	$(BIN)/python -m bench
+ifneq ($(BENCH),streams)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+endif
+ifneq ($(BENCH),engine)
+	$(BIN)/python -m bench.sse $(BENCH_ARGS)
+endif
+
+# Redis killed with -9 and restarted every 60 s under 500 streams; SOAK_SECONDS long.
+SOAK_SECONDS ?= 600
+soak: $(STAMP) system-deps
+	$(BIN)/python -m bench.sse.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) .mypy_cache .ruff_cache .pytest_cache bench/results site

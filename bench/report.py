@@ -292,13 +292,14 @@ def markdown_table(table: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def save(results: dict[str, Any], table: list[Row], stamp: str) -> Path:
-    """Write ``<stamp>.json``, ``latest.json`` and ``latest.md``; return the first."""
+def save(results: dict[str, Any], table: list[Row], stamp: str, prefix: str = "") -> Path:
+    """Write ``<prefix><stamp>.json``, ``<prefix>latest.json`` and ``<prefix>latest.md``;
+    return the first."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     document = {**results, "table": [asdict(row) | {"result": row.result} for row in table]}
     text = json.dumps(document, indent=2, sort_keys=False) + "\n"
-    path = RESULTS / f"{stamp}.json"
+    path = RESULTS / f"{prefix}{stamp}.json"
     path.write_text(text)
-    (RESULTS / "latest.json").write_text(text)
-    (RESULTS / "latest.md").write_text(markdown_table(table) + "\n")
+    (RESULTS / f"{prefix}latest.json").write_text(text)
+    (RESULTS / f"{prefix}latest.md").write_text(markdown_table(table) + "\n")
     return path

@@ -8,6 +8,7 @@ process that has no Django.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from .channel import (
@@ -51,7 +52,6 @@ __all__ = [
     "CursorSubscriber",
     "CursorSubscription",
     "CursorTopic",
-    "InvalidChannelBackendError",
     "Message",
     "PayloadTooLargeError",
     "Producer",
@@ -61,10 +61,24 @@ __all__ = [
     "Subscription",
     "SubscriptionClosedError",
     "Topic",
-    "asend_event",
-    "get_channel",
-    "send_event",
 ]
+
+
+# Listed only where they can load, so that ``from broadcast_app import *`` works in a
+# process without Django (the engine on its own).
+def _django_importable() -> bool:
+    try:
+        return importlib.util.find_spec("django") is not None
+    except ImportError:  # An import hook that refuses Django outright.
+        return False
+
+
+if _django_importable():
+    __all__ += ["InvalidChannelBackendError", "asend_event", "get_channel", "send_event"]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def __getattr__(name: str) -> Any:

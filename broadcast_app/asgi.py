@@ -228,17 +228,22 @@ async def _answer(send: Send, status: int, text: str, retry: float | None = None
 
 
 def _path_info(scope: Scope) -> str | None:
-    """The path below ``root_path``, strictly decoded; None if it is not UTF-8 (Django's
-    view answers 400)."""
+    """The path below ``root_path``, as Django's ``ASGIRequest`` finds it; None if the
+    raw path is not UTF-8 once decoded (Django's view then answers 400).
+
+    The raw path only validates: servers differ on whether it holds ``root_path``
+    (uvicorn puts ``root_path`` in ``path`` but not in ``raw_path``). Once it is valid
+    UTF-8, the server's decoded ``path`` says the same.
+    """
     raw_path = scope.get("raw_path")
-    try:
-        path: str = scope["path"] if raw_path is None else decode_path(raw_path)
-    except ValueError:
-        return None
+    if raw_path is not None:
+        try:
+            decode_path(raw_path)
+        except ValueError:
+            return None
+    path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        path = path[len(root_path) :]
-    return path
+    return path.removeprefix(root_path) if root_path else path
 
 
 def _resolve_stream(path: str) -> tuple[views.BroadcastStreamView, str] | None:
@@ -288,6 +293,8 @@ def _hook_signals(loop: asyncio.AbstractEventLoop) -> None:
 
 def _chain(signum: int, loop: asyncio.AbstractEventLoop) -> None:
     previous = signal.getsignal(signum)
+    if previous is None:
+        return  # Not installed from Python: it could not be called on; leave it alone.
 
     def handle(received: int, frame: types.FrameType | None) -> None:
         # drain() takes locks the interrupted code may hold: run it on the loop.

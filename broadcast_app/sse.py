@@ -84,14 +84,24 @@ def event_id(cursor: str) -> bytes:
 _frames: weakref.WeakKeyDictionary[Message, bytes] = weakref.WeakKeyDictionary()
 
 
+#: The message framed last and its frame: a broadcast asks for one message from every
+#: stream in a row, and an identity check is cheaper than hashing the message.
+_last: tuple[Message | None, bytes] = (None, b"")
+
+
 def message_event(message: Message) -> bytes:
     """Return the frame of a delivered message, with its cursor as the ``id``.
 
     Framed once per message object (see ``_frames``). Thread-safe.
     """
+    global _last  # noqa: PLW0603 - a one-entry cache; the tuple is replaced whole.
+    last_message, last_frame = _last
+    if last_message is message:
+        return last_frame
     frame = _frames.get(message)
     if frame is None:
         frame = _frames[message] = _frame_message(message)
+    _last = (message, frame)
     return frame
 
 

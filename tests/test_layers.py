@@ -291,6 +291,14 @@ def test_the_contract_imports_without_django() -> None:
     assert json.loads(result.stdout) == []
 
 
+def test_a_star_import_works_without_django() -> None:
+    result = run_without_django(
+        f"from broadcast_app import *\nMessage(b'')\n{PRINT_DJANGO_MODULES}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
 def test_without_django_a_django_facing_name_says_what_is_missing() -> None:
     result = run_without_django("import broadcast_app\nbroadcast_app.get_channel\n")
     assert result.returncode == 1

@@ -41,7 +41,8 @@ def test_a_stalled_client_holds_a_bounded_backlog_then_gets_a_gap(
     server: FastPathServer, redis_publisher: redis.Redis, fast: bool
 ) -> None:
     topic = new_topic("public")
-    count, size = 1000, 10 * 1024  # 10 MB, ten times the byte bound.
+    # 15 MB: well above the byte bound (1 MiB) plus the kernel's socket buffers (<= 4 MB).
+    count, size = 1500, 10 * 1024
     stream = opened(RawStream(server.port, stream_path(topic, fast), receive_buffer=TINY_BUFFER))
     with raw_streams([stream]):
         for seq in range(count):
@@ -120,11 +121,15 @@ def test_the_disconnect_policy_ends_a_stream_stalled_too_long(
     idle = opened(RawStream(strict_server.port, signed_url(other_topic)))
     with raw_streams([stalled, idle]):
         assert redis_server.numsub(stalled_topic) == 1
-        # 12.5 MB: more than the kernel's socket buffers take (tcp_wmem allows 4 MB).
-        for seq in range(250):
-            redis_publisher.publish(stalled_topic, f"{seq}:".encode().ljust(50 * 1024, b"."))
-        # The stalled stream ends (its subscription goes); the idle one is not stalled.
-        assert wait_until(lambda: redis_server.numsub(stalled_topic) == 0, WAIT)
+        # Publish until the stream ends: the kernel's socket buffers (tcp_wmem, up to 4 MB)
+        # take data first, and the stall clock starts only once they are full.
+        payload = b"x" * 50 * 1024
+
+        def ended() -> bool:
+            redis_publisher.publish(stalled_topic, payload)
+            return redis_server.numsub(stalled_topic) == 0
+
+        assert wait_until(ended, WAIT), strict_server.log()
         assert redis_server.numsub(other_topic) == 1
         redis_publisher.publish(other_topic, b"still here")
         idle.read_until(lambda: idle.events == [Event("still here")])
