@@ -55,3 +55,41 @@ def test_a_reader_resumes_soon_after_redis_is_back(
     print(f"first message {resumed * 1000:.0f} ms after Redis answered again")
     assert received is not None, "the reader never came back"
     assert resumed < RESUMED_WITHIN
+
+
+#: Restarts in a row, each after the reader was back for RECONNECTED_FOR seconds.
+RESTARTS = 6
+RECONNECTED_FOR = 1.5
+
+
+@pytest.mark.parametrize("backend", ["redis-resp3", "sharded", "streams"])
+def test_a_reader_resumes_soon_after_each_of_several_restarts(
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """Connections that served for a while before Redis died are no flapping server."""
+    server = restartable_redis
+    channel = channel_factory(server=server)
+    topic = channel.topic(channel_factory.topic_name())
+    resumed: list[float] = []
+    with topic.subscribe() as sub:
+        topic.publish(b"before")
+        assert sub.receive(WAIT) == b"before"
+        for _ in range(RESTARTS):
+            time.sleep(RECONNECTED_FOR)  # The reader is back and serving.
+            server.kill()
+            server.restart()
+            answered_at = time.monotonic()
+            channel.client.connection_pool.disconnect()
+            received = None
+            while received is None and time.monotonic() < answered_at + WAIT:
+                topic.publish(b"after")
+                received = sub.receive(0.005)
+            assert received is not None, "the reader never came back"
+            resumed.append(time.monotonic() - answered_at)
+            while sub.receive(0.05) is not None:
+                pass  # The other copies of "after".
+    record_property("resumed_after_seconds", resumed)
+    print("first message after each restart (ms):", [round(r * 1000) for r in resumed])
+    assert max(resumed) < RESUMED_WITHIN

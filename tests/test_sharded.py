@@ -295,3 +295,18 @@ def test_a_cluster_client_is_accepted_and_never_closed(
         assert client.spublish("still usable", b"") == 0
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    "seeds",
+    [
+        ["redis://:s3cret@127.0.0.1:7000/2"],
+        ["redis://:s3cret@127.0.0.1:7000", "redis://:other@127.0.0.1:7001"],
+        ["http://:s3cret@127.0.0.1:7000"],
+    ],
+)
+def test_a_refused_cluster_seed_is_named_without_its_password(seeds: list[str]) -> None:
+    with pytest.raises(ValueError, match=r"127\.0\.0\.1:7000") as raised:
+        ShardedRedisBroadcastChannel.from_url(seeds)
+    assert "s3cret" not in str(raised.value)
+    assert "other" not in str(raised.value)

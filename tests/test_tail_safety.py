@@ -14,7 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from broadcast_app import get_channel
-from localservers import free_port
+from localservers import RedisServer, free_port
 
 from .django_fixtures import MEMORY, REDIS, SHARDED, STREAMS, live_topics
 from .waiting import WAIT, wait_until
@@ -109,6 +109,35 @@ def test_unreachable_redis_is_named_without_its_password(settings: Any, backend:
     with pytest.raises(CommandError) as raised:
         call_command("tail_topic", "news", stdout=io.StringIO(), stderr=stderr)
     assert_refused(raised, stderr.getvalue(), where)
+
+
+@pytest.mark.parametrize("backend", list(REDIS_BACKENDS))
+def test_a_redis_that_does_not_answer_is_named_when_the_timeout_ends(
+    settings: Any, backend: str, restartable_redis: RedisServer
+) -> None:
+    server = restartable_redis
+    where = f"127.0.0.1:{server.port}"
+    settings.BROADCAST_CHANNELS = {
+        "default": {
+            "BACKEND": REDIS_BACKENDS[backend],
+            "LOCATION": f"redis://:{PASSWORD}@{where}/0",
+        }
+    }
+    server.pause()  # Accepts connections, answers nothing.
+    stderr = io.StringIO()
+    started = time.monotonic()
+    try:
+        with pytest.raises(CommandError) as raised:
+            call_command(
+                "tail_topic", "news", "--timeout", "1", stdout=io.StringIO(), stderr=stderr
+            )
+    finally:
+        server.resume()
+    assert time.monotonic() - started < 1 + SLACK
+    message = str(raised.value)
+    assert "Could not subscribe to 'news' within 1 s" in message
+    assert f"No answer from {where}." in message
+    assert PASSWORD not in message + stderr.getvalue()
 
 
 @pytest.mark.parametrize("output", ["text", "json"])

@@ -31,8 +31,9 @@ BACKOFF_BASE = 0.05
 PROBE_CAP = 0.2
 BACKOFF_CAP = 5.0
 #: A connection lost sooner than this after it was made counts as dying young; this
-#: many young deaths in a row make a flapping server.
-YOUNG_CONNECTION = 5.0
+#: many young deaths in a row make a flapping server. Short, so that a server restarted
+#: several times in a row (each connection having served) is no flapping server.
+YOUNG_CONNECTION = 1.0
 FLAPPING = 3
 #: Options of a subscriber connection that replace the client's: the feed reads bytes,
 #: runs its own health checks and its own reconnect loop with backoff.

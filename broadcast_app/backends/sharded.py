@@ -9,6 +9,7 @@ server, one of each); publishing uses the client's own connections.
 
 from __future__ import annotations
 
+import gc
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self, cast
@@ -151,27 +152,67 @@ def _cluster_factory(urls: Sequence[str], options: dict[str, Any]) -> ClusterFac
             more than host and port, or a database other than 0 is asked for.
     """
     if isinstance(urls, str) or not urls or not all(isinstance(url, str) for url in urls):
-        raise ValueError(f"Give a Redis Cluster as a non-empty list of seed URLs, not {urls!r}.")
+        raise ValueError(
+            f"Give a Redis Cluster as a non-empty list of seed URLs, not {_shown(urls)!r}."
+        )
     seeds: list[tuple[str, int]] = []
     settings = set()
     for url in urls:
         parts = urlsplit(url)
+        shown = _shown(url)
         try:
             port = parts.port or 6379
         except ValueError as exc:
-            raise ValueError(f"Invalid port in Redis Cluster seed {url!r}.") from exc
+            raise ValueError(f"Invalid port in Redis Cluster seed {shown!r}.") from exc
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ValueError(f"A Redis Cluster seed must be a redis:// or rediss:// URL: {url!r}.")
+            raise ValueError(
+                f"A Redis Cluster seed must be a redis:// or rediss:// URL: {shown!r}."
+            )
         if parts.path.strip("/") not in ("", "0") or "db" in options:
-            raise ValueError(f"A Redis Cluster has only database 0: {url!r}.")
+            raise ValueError(f"A Redis Cluster has only database 0: {shown!r}.")
         seeds.append((parts.hostname, port))
         settings.add((parts.scheme, parts.username, parts.password, parts.query))
     if len(settings) > 1:
-        raise ValueError(f"Redis Cluster seeds must differ only in host and port: {urls!r}.")
+        raise ValueError(
+            f"Redis Cluster seeds must differ only in host and port: {_shown(urls)!r}."
+        )
 
     def build() -> RedisCluster:
         # The first seed comes as the URL, which also carries credentials and TLS.
         others = [ClusterNode(host, port) for host, port in seeds[1:]]  # type: ignore[no-untyped-call]
-        return RedisCluster(url=urls[0], startup_nodes=others, **{**CLIENT_DEFAULTS, **options})
+        try:
+            return RedisCluster(url=urls[0], startup_nodes=others, **{**CLIENT_DEFAULTS, **options})
+        except Exception as exc:
+            # redis-py before 8.2 leaves open the connection to a seed that refused the
+            # topology query, reachable only from the frames of the error: the error is
+            # kept (subscriptions waiting for the cluster get it), so drop its frames and
+            # close the connection now rather than whenever gc runs.
+            _drop_frames(exc)
+            gc.collect()
+            raise
 
     return build
+
+
+def _drop_frames(error: BaseException) -> None:
+    """Clear the tracebacks of ``error`` and of the errors it was raised from."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+
+
+def _shown(urls: object) -> object:
+    """``urls`` (a URL or a sequence of them) with any password replaced by ``***``."""
+    if isinstance(urls, str):
+        parts = urlsplit(urls)
+        try:
+            password = parts.password
+        except ValueError:
+            return urls
+        return urls.replace(f":{password}@", ":***@") if password else urls
+    if isinstance(urls, list | tuple):
+        return [_shown(url) for url in urls]
+    return urls

@@ -42,28 +42,52 @@ class ReportedProblems(logging.Filter):
         logging.getLogger(CHANNEL_LOGGER).removeFilter(self)
 
 
-def channel_secrets(alias: str) -> list[str]:
-    """Return the passwords in the settings of ``alias``: of its LOCATION URLs and a
-    ``password`` option. Empty when the alias or its entry is unusable."""
+def _settings_of(alias: str) -> tuple[list[str], dict[str, object]]:
+    """The LOCATION URLs and the OPTIONS of ``alias``; empty when they are unusable."""
     try:
         entry = channel_entry(alias)
     except InvalidChannelBackendError:
-        return []
+        return [], {}
     if not isinstance(entry, dict):
-        return []
+        return [], {}
     location = entry.get("LOCATION")
     urls = [location] if isinstance(location, str) else location
-    secrets = []
-    if isinstance(urls, list | tuple):
-        for url in urls:
-            try:
-                secrets.append(urlsplit(url).password)
-            except (TypeError, ValueError, AttributeError):
-                continue  # The checks report a malformed LOCATION.
     options = entry.get("OPTIONS")
-    if isinstance(options, dict):
-        secrets.append(options.get("password"))
+    return (
+        [url for url in urls if isinstance(url, str)] if isinstance(urls, list | tuple) else [],
+        options if isinstance(options, dict) else {},
+    )
+
+
+def channel_secrets(alias: str) -> list[str]:
+    """Return the passwords in the settings of ``alias``: of its LOCATION URLs and a
+    ``password`` option. Empty when the alias or its entry is unusable."""
+    urls, options = _settings_of(alias)
+    secrets: list[object] = []
+    for url in urls:
+        try:
+            secrets.append(urlsplit(url).password)
+        except ValueError:
+            continue  # The checks report a malformed LOCATION.
+    secrets.append(options.get("password"))
     return [secret for secret in secrets if isinstance(secret, str) and secret]
+
+
+def channel_addresses(alias: str) -> list[str]:
+    """Return where the channel ``alias`` connects: ``host:port`` (or a socket path) of
+    each LOCATION URL, never its credentials. Empty when there is no usable LOCATION."""
+    addresses = []
+    for url in _settings_of(alias)[0]:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            continue
+        if parts.scheme == "unix":
+            addresses.append(parts.path)
+        elif parts.hostname:
+            addresses.append(f"{parts.hostname}:{port or 6379}")
+    return addresses
 
 
 def redact(text: str, secrets: list[str]) -> str:

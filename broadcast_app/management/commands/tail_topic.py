@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...channel import Subscription
 from ...exceptions import BroadcastChannelError, SubscriptionClosedError
-from ..reports import ReportedProblems, channel_secrets, redact
+from ..reports import ReportedProblems, channel_addresses, channel_secrets, redact
 from ..terminal import terminal_payload, terminal_text
 from ..topics import (
     add_channel_argument,
@@ -111,7 +111,11 @@ class Command(BaseCommand):
         except BrokenPipeError:
             _discard_stdout()  # The reader went away (``| head``): a normal end too.
         except _NotStarted as exc:
-            reported = f" The channel reported: {problems.last}" if problems.last else ""
+            if problems.last:
+                reported = f" The channel reported: {problems.last}"
+            else:  # Nothing failed in time to be reported: a server that does not answer.
+                addresses = ", ".join(channel_addresses(alias))
+                reported = f" No answer from {addresses}." if addresses else ""
             raise CommandError(redact(f"{exc}{reported}", channel_secrets(alias))) from exc
         except BroadcastChannelError as exc:
             raise CommandError(redact(str(exc), channel_secrets(alias))) from exc
