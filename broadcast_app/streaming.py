@@ -213,8 +213,10 @@ class StreamRegistry:
                 if not self._watched:
                     self._watchdog = None
                     return
-                now = time.monotonic()
-                overdue = [stream for stream in self._watched if stream.overdue(now)]
+                watched = list(self._watched)
+            now = time.monotonic()  # Scanned outside the lock: streams keep opening meanwhile.
+            overdue = [stream for stream in watched if stream.overdue(now)]
+            with self._lock:
                 self._watched.difference_update(overdue)  # Each is cut off once.
             for stream in overdue:
                 try:
