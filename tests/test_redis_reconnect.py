@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -38,23 +38,29 @@ def test_a_reader_resumes_soon_after_redis_is_back(
         assert sub.receive(WAIT) == b"before"
         server.kill()
         time.sleep(OUTAGE)
-        server.restart()  # Returns once the server answers PING.
-        answered_at = time.monotonic()
-        # Only the reader's recovery is timed: the publisher's pooled connections are
-        # dead, and its client's retry policy would add its own backoff.
-        channel.client.connection_pool.disconnect()
-        deadline = answered_at + WAIT
-        received = None
-        sent = 0
-        while received is None and time.monotonic() < deadline:
-            topic.publish(b"after %d" % sent)
-            sent += 1
-            received = sub.receive(0.005)
-        resumed = time.monotonic() - answered_at
+        resumed = restart_and_time_the_reader(server, channel, topic, sub)
     record_property("resumed_after_seconds", resumed)
     print(f"first message {resumed * 1000:.0f} ms after Redis answered again")
-    assert received is not None, "the reader never came back"
     assert resumed < RESUMED_WITHIN
+
+
+def restart_and_time_the_reader(server: RedisServer, channel: Any, topic: Any, sub: Any) -> float:
+    """Restart the killed ``server``; return the seconds from its answering PING to the
+    first message ``sub`` receives, publishing until one arrives."""
+    server.restart()  # Returns once the server answers PING.
+    answered_at = time.monotonic()
+    # Only the reader's recovery is timed: the publisher's pooled connections are dead,
+    # and its client's retry policy would add its own backoff.
+    channel.client.connection_pool.disconnect()
+    received = None
+    while received is None and time.monotonic() < answered_at + WAIT:
+        topic.publish(b"after")
+        received = sub.receive(0.005)
+    assert received is not None, "the reader never came back"
+    resumed = time.monotonic() - answered_at
+    while sub.receive(0.05) is not None:
+        pass  # The other copies of "after".
+    return resumed
 
 
 #: Restarts in a row, each after the reader was back for RECONNECTED_FOR seconds.
@@ -79,17 +85,7 @@ def test_a_reader_resumes_soon_after_each_of_several_restarts(
         for _ in range(RESTARTS):
             time.sleep(RECONNECTED_FOR)  # The reader is back and serving.
             server.kill()
-            server.restart()
-            answered_at = time.monotonic()
-            channel.client.connection_pool.disconnect()
-            received = None
-            while received is None and time.monotonic() < answered_at + WAIT:
-                topic.publish(b"after")
-                received = sub.receive(0.005)
-            assert received is not None, "the reader never came back"
-            resumed.append(time.monotonic() - answered_at)
-            while sub.receive(0.05) is not None:
-                pass  # The other copies of "after".
+            resumed.append(restart_and_time_the_reader(server, channel, topic, sub))
     record_property("resumed_after_seconds", resumed)
     print("first message after each restart (ms):", [round(r * 1000) for r in resumed])
     assert max(resumed) < RESUMED_WITHIN
