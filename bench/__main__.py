@@ -12,6 +12,7 @@ whether targets pass or fail; 1 if a measurement could not be made.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -121,7 +122,8 @@ def _steps(server: RedisServer, client: redis.Redis, sizes: dict[str, Any]) -> l
             "publish",
             f"publish throughput, {threads} thread(s)",
             ("publish", "+"),
-            lambda threads=threads: publish.measure(
+            functools.partial(
+                publish.measure,
                 client,
                 threads=threads,
                 messages=sizes["publish_messages"],
@@ -135,8 +137,13 @@ def _steps(server: RedisServer, client: redis.Redis, sizes: dict[str, Any]) -> l
             "fanout",
             f"fan-out to {subscribers} subscriber(s), {rounds} x {messages} messages",
             ("fanout", "+"),
-            lambda n=subscribers, m=messages, r=rounds: fanout.measure(
-                server, client, subscribers=n, messages=m, rounds=r
+            functools.partial(
+                fanout.measure,
+                server,
+                client,
+                subscribers=subscribers,
+                messages=messages,
+                rounds=rounds,
             ),
         )
         for subscribers, messages, rounds in sizes["fanout"]

@@ -10,6 +10,7 @@ part of that period before closing, so they see every phase of the poll.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -78,6 +79,10 @@ def _summary(samples: list[dict[str, float]]) -> dict[str, Any]:
     return summary
 
 
+def _subscribed(server: RedisServer, topic: str) -> bool:
+    return server.numsub(topic) == 1
+
+
 def measure(
     server: RedisServer, client: redis.Redis, *, samples: int, naive_samples: int
 ) -> dict[str, Any]:
@@ -92,7 +97,7 @@ def measure(
                 _sample(
                     server,
                     topic,
-                    lambda s=subscription: s.receive(None),
+                    functools.partial(subscription.receive, None),
                     subscription.close,
                     BLOCK_DELAY,
                 )
@@ -103,9 +108,9 @@ def measure(
     for number in range(naive_samples):
         topic = f"bench-close-naive-{number}"
         baseline = NaiveSubscription(client, topic)
-        wait_until(lambda t=topic: server.numsub(t) == 1, JOIN_TIMEOUT)
+        wait_until(functools.partial(_subscribed, server, topic), JOIN_TIMEOUT)
         delay = BLOCK_DELAY + random.uniform(0, POLL_TIMEOUT)
         naive.append(
-            _sample(server, topic, lambda b=baseline: b.receive(None), baseline.close, delay)
+            _sample(server, topic, functools.partial(baseline.receive, None), baseline.close, delay)
         )
     return {"ours": _summary(ours), "naive": _summary(naive)}

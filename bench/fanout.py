@@ -47,7 +47,7 @@ def _run_burst(client: redis.Redis, topic: str, tally: Tally) -> tuple[int, floa
     return tally.wait(began)
 
 
-def _naive(server: RedisServer, publisher: redis.Redis, topic: str, tally: Tally) -> dict:
+def _naive(server: RedisServer, publisher: redis.Redis, topic: str, tally: Tally) -> dict[str, Any]:
     # redis-py's pool holds at most 100 connections unless told otherwise.
     subscriber_client = server.client(max_connections=len(tally.counts) + 10)
     subscriptions = [
@@ -64,7 +64,7 @@ def _naive(server: RedisServer, publisher: redis.Redis, topic: str, tally: Tally
     return {"delivered": delivered, "seconds": seconds, "dropped": 0}
 
 
-def _ours_threads(publisher: redis.Redis, topic: str, tally: Tally) -> dict:
+def _ours_threads(publisher: redis.Redis, topic: str, tally: Tally) -> dict[str, Any]:
     channel = RedisBroadcastChannel(publisher, buffer_size=tally.messages)
     subscriptions = [channel.topic(topic).subscribe() for _ in tally.counts]
     ready = threading.Barrier(len(subscriptions) + 1, timeout=JOIN_TIMEOUT)
@@ -99,7 +99,7 @@ def _ours_threads(publisher: redis.Redis, topic: str, tally: Tally) -> dict:
     return {"delivered": delivered, "seconds": seconds, "dropped": dropped}
 
 
-def _ours_async(publisher: redis.Redis, topic: str, tally: Tally) -> dict:
+def _ours_async(publisher: redis.Redis, topic: str, tally: Tally) -> dict[str, Any]:
     channel = RedisBroadcastChannel(publisher, buffer_size=tally.messages)
     subscriptions = [channel.topic(topic).subscribe() for _ in tally.counts]
     consumers = AsyncConsumers(subscriptions, tally)
@@ -113,7 +113,9 @@ def _ours_async(publisher: redis.Redis, topic: str, tally: Tally) -> dict:
     return {"delivered": delivered, "seconds": seconds, "dropped": dropped}
 
 
-def _once(server: RedisServer, client: redis.Redis, side: str, tally: Tally, topic: str) -> dict:
+def _once(
+    server: RedisServer, client: redis.Redis, side: str, tally: Tally, topic: str
+) -> dict[str, Any]:
     if side == "naive":
         figures = _naive(server, client, topic, tally)
     elif side == "ours_threads":
@@ -129,7 +131,7 @@ def measure(
     server: RedisServer, client: redis.Redis, *, subscribers: int, messages: int, rounds: int
 ) -> dict[str, Any]:
     """Median deliveries per second, and losses, of every side over ``rounds`` rounds."""
-    runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
     for number in range(rounds):
         for side in rotated(SIDES, number):
             topic = f"bench-fanout-{subscribers}-{side}-{number}"

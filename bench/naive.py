@@ -90,7 +90,7 @@ class NaiveSubscription:
         """Stop the thread, wait for it, unsubscribe and close the connection."""
         self._stopping.set()
         self._thread.join()
-        self._pubsub.unsubscribe()
+        self._pubsub.unsubscribe()  # type: ignore[no-untyped-call]
         self._pubsub.close()
 
 

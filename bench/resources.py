@@ -68,7 +68,9 @@ def _close_each(subscriptions: list[Any]) -> list[float]:
     return timings
 
 
-def _measure_ours(server: RedisServer, client: redis.Redis, names: list[str], count: int) -> dict:
+def _measure_ours(
+    server: RedisServer, client: redis.Redis, names: list[str], count: int
+) -> dict[str, Any]:
     channel = RedisBroadcastChannel(client)
 
     def open_all() -> list[Any]:
@@ -104,7 +106,7 @@ def _measure_ours(server: RedisServer, client: redis.Redis, names: list[str], co
     }
 
 
-def _measure_naive(server: RedisServer, names: list[str], count: int) -> dict:
+def _measure_naive(server: RedisServer, names: list[str], count: int) -> dict[str, Any]:
     # redis-py's pool holds at most 100 connections unless told otherwise.
     client = server.client(max_connections=count + 10)
 

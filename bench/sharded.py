@@ -62,7 +62,9 @@ def _node_client(client: Client, name: str) -> redis.Redis:
     """The client of the server that serves shard channel ``name``."""
     if isinstance(client, redis.Redis):
         return client
-    node_client: redis.Redis = client.get_redis_connection(client.get_node_from_key(name))
+    node_client: redis.Redis = client.get_redis_connection(
+        client.get_node_from_key(name)  # type: ignore[no-untyped-call]
+    )
     return node_client
 
 

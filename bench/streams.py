@@ -85,7 +85,9 @@ def _xrange_loop(client: redis.Redis, key: str, messages: int) -> float:
     received, start = 0, "-"
     while page := client.xrange(key, start, "+", count=REPLAY_PAGE):
         received += len(page)
-        start = "(" + page[-1][0].decode()
+        last_id = page[-1][0]
+        assert isinstance(last_id, bytes)
+        start = "(" + last_id.decode()
     if received != messages:
         raise RuntimeError(f"XRANGE returned {received} entries, not {messages}.")
     return messages / (time.perf_counter() - began)

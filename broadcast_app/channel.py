@@ -130,6 +130,7 @@ class Subscription(AbstractContextManager["Subscription"], Protocol):
         exc_value: BaseException | None,
         traceback: types.TracebackType | None,
     ) -> bool | None:
+        """Close the subscription."""
         self.close()
         return None
 
@@ -285,10 +286,14 @@ class CursorTopic(Topic, CursorSubscriber):
     @abstractmethod
     def subscribe(
         self, cursor: str | None = None, *, buffer_bytes: int | None = None
-    ) -> CursorSubscription: ...
+    ) -> CursorSubscription:
+        """See ``CursorSubscriber.subscribe()``."""
+        ...
 
     @abstractmethod
-    def as_subscriber(self) -> CursorSubscriber: ...
+    def as_subscriber(self) -> CursorSubscriber:
+        """Return a read-only view of this topic, whose subscriptions take a cursor."""
+        ...
 
 
 class BroadcastChannel(Protocol):
@@ -344,7 +349,9 @@ class BroadcastChannel(Protocol):
         """
 
     @abstractmethod
-    def __enter__(self) -> Self: ...
+    def __enter__(self) -> Self:
+        """Return the channel; leaving the context closes it."""
+        ...
 
     @abstractmethod
     def __exit__(
@@ -352,4 +359,6 @@ class BroadcastChannel(Protocol):
         exc_type: type[BaseException] | None,
         exc_value: BaseException | None,
         traceback: types.TracebackType | None,
-    ) -> None: ...
+    ) -> None:
+        """Close the channel."""
+        ...

@@ -20,6 +20,7 @@ from .conf import (
     InvalidChannelBackendError,
     build_channel,
     configured_channels,
+    load_authorizer,
     parse_backend,
     parse_location,
     parse_options,
@@ -42,7 +43,8 @@ LOCATION_HINT = (
 )
 OPTIONS_HINT = (
     "OPTIONS are keyword arguments of the backend (buffer_size, subscribe_timeout, ...) "
-    "and, for Redis, of redis.Redis (socket_timeout, ...); check their names and values."
+    "and, for Redis, of redis.Redis (socket_timeout, ...); check their names and values: "
+    "the error names the option."
 )
 NO_DEFAULT_MESSAGE = (
     f"BROADCAST_CHANNELS has no {DEFAULT_CHANNEL_ALIAS!r} alias; the stream view, the "
@@ -68,9 +70,18 @@ UNGUARDED_HINT = (
     "bool that decides who may stream which topic, or pass authorizer= to as_view()."
 )
 
+VIEW_ALIAS_MESSAGE = (
+    "The broadcast stream view {name} streams from the channel alias {alias!r}, which "
+    "BROADCAST_CHANNELS does not have."
+)
+VIEW_ALIAS_HINT = (
+    "Pass as_view(channel_alias=...) an alias of BROADCAST_CHANNELS, or add the alias there."
+)
+
 AppConfigs = Sequence[AppConfig] | None
 
 _BACKEND, _LOCATION, _OPTIONS = "broadcast_app.E001", "broadcast_app.E002", "broadcast_app.E003"
+_VIEW = "broadcast_app.E007"
 
 
 def _diagnose(alias: str, entry: object) -> tuple[str, str] | None:
@@ -176,17 +187,41 @@ def check_stream_view_authorizer(app_configs: AppConfigs, **kwargs: Any) -> list
     """W002: the stream view is mounted but nothing can authorize a request."""
     if getattr(settings, "BROADCAST_STREAM_AUTHORIZER", None):
         return []  # Set: E005 says if it is unusable.
+    return [
+        Warning(UNGUARDED_MESSAGE.format(name=name), hint=UNGUARDED_HINT, id="broadcast_app.W002")
+        for name, view in _mounted_stream_views()
+        if _own_attribute(view, "authorizer") is None
+    ]
+
+
+def check_stream_view_settings(app_configs: AppConfigs, **kwargs: Any) -> list[CheckMessage]:
+    """E007: a mounted stream view's own ``authorizer`` or ``channel_alias`` (given to
+    ``as_view()`` or set by a subclass) is unusable."""
+    configured = _channel_entries()
+    errors: list[CheckMessage] = []
+    for name, view in _mounted_stream_views():
+        authorizer = _own_attribute(view, "authorizer")
+        try:
+            load_authorizer(authorizer, f"The broadcast stream view {name}: authorizer")
+        except ImproperlyConfigured as exc:
+            errors.append(Error(str(exc), hint=AUTHORIZER_HINT, id=_VIEW))
+        alias = _own_attribute(view, "channel_alias")
+        # A missing default alias is E004's to report.
+        if configured and alias != DEFAULT_CHANNEL_ALIAS and alias not in configured:
+            message = VIEW_ALIAS_MESSAGE.format(name=name, alias=alias)
+            errors.append(Error(message, hint=VIEW_ALIAS_HINT, id=_VIEW))
+    return errors
+
+
+def _mounted_stream_views() -> list[tuple[str, Callable[..., Any]]]:
+    """``(description, view)`` for each BroadcastStreamView in the root URLconf."""
     if not getattr(settings, "ROOT_URLCONF", None):
         return []
     try:
         patterns = get_resolver().url_patterns
     except (ImportError, ImproperlyConfigured):
         return []  # Django's URL checks report a broken URLconf.
-    return [
-        Warning(UNGUARDED_MESSAGE.format(name=name), hint=UNGUARDED_HINT, id="broadcast_app.W002")
-        for name, view in _stream_views(patterns, "/", "")
-        if _own_authorizer(view) is None
-    ]
+    return list(_stream_views(patterns, "/", ""))
 
 
 def _stream_views(
@@ -200,16 +235,21 @@ def _stream_views(
         elif isinstance(pattern, URLPattern):
             view_class = getattr(pattern.callback, "view_class", None)
             if isinstance(view_class, type) and issubclass(view_class, BroadcastStreamView):
-                name = f"{namespace}{pattern.name}" if pattern.name else None
-                yield (f"{name!r} at {prefix!r}" if name else f"at {prefix!r}"), pattern.callback
+                if pattern.name:
+                    description = f"{namespace + pattern.name!r} at {prefix!r}"
+                else:
+                    description = f"at {prefix + str(pattern.pattern)!r}"
+                yield description, pattern.callback
 
 
-def _own_authorizer(view: Callable[..., Any]) -> object:
-    """The authorizer a mounted view sets itself (``as_view()`` or class), or None."""
+def _own_attribute(view: Callable[..., Any], name: str) -> object:
+    """An attribute as a mounted view sets it: given to ``as_view()``, else the class's."""
     initkwargs: dict[str, Any] = getattr(view, "view_initkwargs", {})
-    if "authorizer" in initkwargs:
-        return initkwargs["authorizer"]
-    return inspect.getattr_static(getattr(view, "view_class", None), "authorizer", None)
+    if name in initkwargs:
+        return initkwargs[name]
+    value = inspect.getattr_static(getattr(view, "view_class", None), name, None)
+    # A plain function set as a class attribute may be wrapped to stay one.
+    return value.__func__ if isinstance(value, staticmethod) else value
 
 
 #: Every check, in the order they are registered.
@@ -222,4 +262,5 @@ ALL_CHECKS = (
     check_stream_heartbeat,
     check_memory_channel_in_production,
     check_stream_view_authorizer,
+    check_stream_view_settings,
 )

@@ -55,7 +55,8 @@ class ClusterNodeServer(RedisServer):
 
     def cluster(self, subcommand: str, *args: str | int) -> Any:
         """Run ``CLUSTER <subcommand>`` on this node and return redis-py's parsed reply."""
-        return self._admin_client().execute_command(f"CLUSTER {subcommand}", *args)
+        admin = self._admin_client()
+        return admin.execute_command(f"CLUSTER {subcommand}", *args)  # type: ignore[no-untyped-call]
 
     def slot_ranges(self) -> list[tuple[int, int, str, int]]:
         """``(first slot, last slot, primary address, replica count)`` as this node sees it."""
@@ -202,7 +203,10 @@ class LocalCluster(Service):
 
     def client(self, **options: Any) -> RedisCluster:
         """A new ``RedisCluster`` seeded with every running node; the caller closes it."""
-        seeds = [SeedNode("127.0.0.1", node.port) for node in self.running()]
+        seeds = [
+            SeedNode("127.0.0.1", node.port)  # type: ignore[no-untyped-call]
+            for node in self.running()
+        ]
         return RedisCluster(startup_nodes=seeds, **options)
 
     def shardnumsub(self, channel: str) -> int:

@@ -7,6 +7,7 @@ temporary directory, with persistence off. Tests can kill, restart and freeze it
 from __future__ import annotations
 
 import atexit
+import functools
 import shutil
 import signal
 import socket
@@ -115,7 +116,7 @@ class RedisServer(Service):
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             process = self._launch()
-            wait_until(lambda p=process: _answers_ping(self.port) or p.poll() is not None, 5.0)
+            wait_until(functools.partial(self._answers_or_exited, process), 5.0)
             if process.poll() is None and _answers_ping(self.port) and self._serves(process):
                 self._process = process
                 self._started = True
@@ -135,6 +136,9 @@ class RedisServer(Service):
             else:
                 # restart(): the port must stay; wait for whoever holds it to let go.
                 time.sleep(0.1)
+
+    def _answers_or_exited(self, process: subprocess.Popen[bytes]) -> bool:
+        return _answers_ping(self.port) or process.poll() is not None
 
     def _serves(self, process: subprocess.Popen[bytes]) -> bool:
         # Another test run's server may have taken the port and answered the PING.
@@ -271,6 +275,15 @@ class RedisServer(Service):
         """Return how often the server has run ``command`` (``INFO commandstats``)."""
         stats = self._admin_client().info("commandstats").get(f"cmdstat_{command}", {})
         return int(stats.get("calls", 0))
+
+    def stream_ids(self, key: str, after: str = "0-0") -> list[str]:
+        """Return the IDs of the entries of stream ``key`` after ``after``, oldest first."""
+        ids: list[str] = []
+        with self.client() as client:  # Not decoding: the entries may hold any bytes.
+            while page := client.xrange(key, f"({after}", "+", count=1000):
+                ids += [entry_id.decode() for entry_id, _ in page]
+                after = ids[-1]
+        return ids
 
     def error_replies(self, code: str) -> int:
         """Return how many error replies with the code ``code`` (``NOAUTH``, ``WRONGTYPE``...)

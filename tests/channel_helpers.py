@@ -1,5 +1,6 @@
 """Helpers shared by the channel tests: parametrizations by backend, thread accounting,
-traffic to and from subscriptions, and garbage collection."""
+traffic to and from subscriptions, garbage collection, and the Redis Streams reader as its
+server sees it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from .waiting import WAIT
+from localservers import RedisServer
+
+from .waiting import WAIT, wait_until
 
 both_protocols = pytest.mark.parametrize("backend", ["redis-resp2", "redis-resp3"])
 resp3 = pytest.mark.parametrize("backend", ["redis-resp3"])
@@ -72,3 +75,43 @@ def drop_and_collect(objects: list[Any]) -> None:
     """Drop what should be the last references to ``objects`` and run the collector."""
     objects.clear()
     gc.collect()
+
+
+# -- the Redis Streams reader ------------------------------------------------------------------
+
+
+def reader_connections(server: RedisServer) -> list[dict[str, str]]:
+    """``CLIENT LIST`` entries of the connections reading streams (XREAD)."""
+    return [entry for entry in server.clients() if entry["cmd"] == "xread"]
+
+
+@contextmanager
+def refusing_new_connections(server: RedisServer) -> Iterator[None]:
+    """New connections cannot authenticate inside the block; open ones keep working."""
+    server._admin_client().config_set("requirepass", "not-the-channel's")
+    try:
+        yield
+    finally:
+        server._admin_client().config_set("requirepass", "")
+
+
+def reader_blocked(server: RedisServer) -> bool:
+    """Whether the reader waits in a blocked XREAD (``CLIENT LIST`` flag ``b``)."""
+    return any("b" in entry["flags"] for entry in reader_connections(server))
+
+
+def kill_reader(server: RedisServer) -> None:
+    (reader,) = reader_connections(server)
+    server._admin_client().client_kill_filter(_id=reader["id"])
+
+
+@contextmanager
+def reader_away(server: RedisServer) -> Iterator[None]:
+    """Kill the reader's connection and refuse its reconnects inside the block: what is
+    published there is published in its absence. The block ends once a reconnect was
+    refused."""
+    with refusing_new_connections(server):
+        refusals = server.error_replies("NOAUTH")
+        kill_reader(server)
+        yield
+        assert wait_until(lambda: server.error_replies("NOAUTH") > refusals, WAIT)

@@ -22,6 +22,9 @@ from localservers import LocalCluster, RedisServer
 
 from .waiting import wait_until
 
+#: Fixtures of the Django and demo tests, kept beside their helpers.
+pytest_plugins = ["tests.django_fixtures", "tests.demo_fixtures"]
+
 #: Seconds resources may take to go away once their owner closed them.
 LEAK_GRACE = 2.0
 
@@ -72,7 +75,7 @@ class ChannelFactory:
         # while the channel is still open.
         for server in self._inspectable_servers():
             for name in self._topic_names:
-                if not self._settles(errors, server, lambda s=server, n=name: not self._subs(s, n)):
+                if not self._settles(errors, server, lambda: not self._subs(server, name)):
                     errors.append(
                         f"{name!r} still has {self._subs(server, name)} Redis subscribers"
                     )
@@ -83,9 +86,7 @@ class ChannelFactory:
                 errors.append(f"{closer!r} raised {exc!r}")
         for server in self._inspectable_servers():
             baseline = self._baselines[server]
-            if not self._settles(
-                errors, server, lambda s=server, b=baseline: s.connected_clients() <= b
-            ):
+            if not self._settles(errors, server, lambda: server.connected_clients() <= baseline):
                 errors.append(
                     f"{server!r} has {server.connected_clients()} connections after close, "
                     f"{baseline} before the test: {server.clients()}"

@@ -1,5 +1,7 @@
 """The demo as real processes: a private redis-server, a Celery worker and the web server
-``make demo`` runs (``manage.py serve_demo``, uvicorn), plus a visitor with an HTTP client."""
+``make demo`` runs (``manage.py serve_demo``, uvicorn), plus a visitor with an HTTP client.
+
+A pytest plugin (see ``conftest.pytest_plugins``): its fixtures serve every test module."""
 
 from __future__ import annotations
 
@@ -8,16 +10,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any, Self
 
 import httpx
+import pytest
 
 from localservers import LoggedProcess, RedisServer, Service
 
-from .django_fixtures import ROOT, SSEParser, WebServer
+from .django_fixtures import ROOT, Event, EventStream, WebServer
 from .waiting import WAIT
 
 #: Seconds a Celery worker may take to start consuming.
@@ -161,32 +164,10 @@ class Visitor:
         return job
 
 
-class EventStream:
-    """An open SSE response, parsed as it arrives; ``open()`` returns once it is subscribed."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.chunks = response.iter_raw()
-        self.parser = SSEParser()
-        self.events: list[Any] = []
-
-    def wait_open(self) -> Self:
-        # The view answers once subscribed; the first chunk is its ``retry:`` line.
-        while self.parser.retry is None:
-            self.events += self.parser.feed(next(self.chunks))
-        return self
-
-    def read_until(self, predicate: Any, timeout: float = WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate(self.events):
-            assert time.monotonic() < deadline, f"timed out; events so far: {self.events}"
-            self.events += self.parser.feed(next(self.chunks))
-
-
 def job_events(stream: EventStream) -> list[dict[str, Any]]:
     """Read a job's stream until its ``done`` event; return the decoded events."""
 
-    def done(events: list[Any]) -> bool:
+    def done(events: list[Event]) -> bool:
         return any(json.loads(event.data).get("done") for event in events)
 
     stream.read_until(done)
@@ -203,3 +184,10 @@ def run_job(visitor: Visitor) -> tuple[dict[str, str], list[dict[str, Any]]]:
         started = visitor.post(job["start"])
         assert started.status_code == 202, started.text
         return job, job_events(stream)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[DemoSite]:
+    """The demo in Redis mode, for the tests of one module."""
+    with DemoSite() as site:
+        yield site

@@ -1,22 +1,33 @@
 """Helpers for the Django integration tests: channel settings, web servers as subprocesses,
-an SSE parser, and the authorizers the test servers are configured with (by dotted path)."""
+an SSE parser, and the authorizers the test servers are configured with (by dotted path).
+
+A pytest plugin (see ``conftest.pytest_plugins``): its fixtures serve every test module."""
 
 from __future__ import annotations
 
 import codecs
+import io
 import os
 import re
 import signal
 import sys
-from collections.abc import Iterator
+import threading
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
+from django.http import StreamingHttpResponse
 
+from broadcast_app import get_channel
+from broadcast_app.backends.base import HubOwner
 from localservers import LoggedProcess, RedisServer, free_port
+
+from .waiting import WAIT
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds a web server may take to answer its first request.
@@ -44,6 +55,18 @@ def streams_channels(redis: RedisServer) -> dict[str, dict[str, str]]:
     }
 
 
+def live_topics(alias: str = "default") -> list[str]:
+    """The topics the channel ``alias`` has live subscriptions to in this process."""
+    channel = get_channel(alias)
+    assert isinstance(channel, HubOwner), channel
+    return channel.hub.topics()
+
+
+def new_topic(label: str = "public") -> str:
+    """A topic name no other test uses; the test servers stream ``public:`` topics."""
+    return f"{label}:{uuid.uuid4().hex[:12]}"
+
+
 # -- Authorizers (dotted paths: "tests.django_fixtures.<name>") -------------------------------
 
 
@@ -60,6 +83,20 @@ async def allow_public_async(request: Any, topic: str) -> bool:
 
 
 # -- Server-Sent Events, parsed as the WHATWG HTML standard says -----------------------------
+
+
+def sync_chunks(response: StreamingHttpResponse) -> Iterator[bytes]:
+    """The body of a stream served under WSGI, chunk by chunk."""
+    content = response.streaming_content
+    assert isinstance(content, Iterator), content
+    return content
+
+
+def async_chunks(response: StreamingHttpResponse) -> AsyncGenerator[bytes, None]:
+    """The body of a stream served under ASGI, chunk by chunk; ``aclose()`` ends it."""
+    content = response.streaming_content
+    assert isinstance(content, AsyncGenerator), content
+    return content
 
 
 @dataclass
@@ -117,6 +154,48 @@ class SSEParser:
 
 def parse_events(body: bytes) -> list[Event]:
     return SSEParser().feed(body)
+
+
+class EventStream:
+    """An open SSE response of httpx, parsed as it arrives."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.chunks = response.iter_raw()  # As sent: no content decoding in between.
+        self.parser = SSEParser()
+        self.events: list[Event] = []
+
+    def wait_open(self) -> Self:
+        """Read the first chunk, the ``retry:`` line: the view sends it once subscribed."""
+        return self.read_until(lambda _: self.parser.retry is not None)
+
+    def read_until(self, done: Callable[[list[Event]], bool], timeout: float = WAIT) -> Self:
+        """Read until ``done(events)``; fail if it takes more than ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not done(self.events):
+            assert time.monotonic() < deadline, f"timed out; events so far: {self.events}"
+            self.events += self.parser.feed(next(self.chunks))
+        return self
+
+
+# -- Commands ---------------------------------------------------------------------------------
+
+
+class StartNotice(io.StringIO):
+    """A stderr for ``tail_topic`` that tells when the command says it is tailing
+    (subscribed, before anything is read): ``started`` is set, after ``on_start()`` ran."""
+
+    def __init__(self, on_start: Callable[[], object] | None = None) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self._on_start = on_start
+
+    def write(self, text: str) -> int:
+        if text.startswith("Tailing") and not self.started.is_set():
+            if self._on_start is not None:
+                self._on_start()
+            self.started.set()
+        return super().write(text)
 
 
 # -- Web servers ----------------------------------------------------------------------------

@@ -9,9 +9,9 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,13 +19,16 @@ from broadcast_app import SubscriptionClosedError
 
 from .waiting import PROMPTLY, WAIT, ablocked
 
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
+
 
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Run ``coroutine`` on a new event loop, failing instead of hanging."""
     return asyncio.run(asyncio.wait_for(coroutine, 30))
 
 
-def test_async_with_and_areceive(channel, topic_name):
+def test_async_with_and_areceive(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> None:
@@ -38,7 +41,7 @@ def test_async_with_and_areceive(channel, topic_name):
     run(main())
 
 
-def test_first_areceive_starts_the_subscription(channel, topic_name):
+def test_first_areceive_starts_the_subscription(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> None:
@@ -53,7 +56,7 @@ def test_first_areceive_starts_the_subscription(channel, topic_name):
     run(main())
 
 
-def test_async_for_keeps_publish_order(channel, topic_name):
+def test_async_for_keeps_publish_order(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> list[bytes]:
@@ -70,7 +73,7 @@ def test_async_for_keeps_publish_order(channel, topic_name):
     assert run(main()) == [b"%d" % number for number in range(20)]
 
 
-def test_async_for_starts_the_subscription(channel, topic_name):
+def test_async_for_starts_the_subscription(channel: Any, topic_name: str) -> None:
     """Everything published after ``async for`` started arrives: the numbers are consecutive."""
     topic = channel.topic(topic_name)
 
@@ -100,7 +103,7 @@ def test_async_for_starts_the_subscription(channel, topic_name):
     assert got == list(range(got[0], got[0] + 30))
 
 
-def test_apublish_rejects_what_is_not_bytes(channel, topic_name):
+def test_apublish_rejects_what_is_not_bytes(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> None:
@@ -114,7 +117,7 @@ def test_apublish_rejects_what_is_not_bytes(channel, topic_name):
     run(main())
 
 
-def test_binary_payloads_round_trip(channel, topic_name):
+def test_binary_payloads_round_trip(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     payloads = [bytes(range(256)), b"", os.urandom(1 << 20)]
 
@@ -128,7 +131,9 @@ def test_binary_payloads_round_trip(channel, topic_name):
 
 
 @pytest.mark.parametrize("timeout", [0.05, 0.3])
-def test_areceive_returns_none_after_the_timeout(channel, topic_name, timeout):
+def test_areceive_returns_none_after_the_timeout(
+    channel: Any, topic_name: str, timeout: float
+) -> None:
     async def main() -> float:
         async with channel.topic(topic_name).subscribe() as sub:
             started = time.monotonic()
@@ -139,7 +144,9 @@ def test_areceive_returns_none_after_the_timeout(channel, topic_name, timeout):
 
 
 @pytest.mark.parametrize(("bad", "error"), [(-1, ValueError), ("1", TypeError)])
-def test_areceive_rejects_a_bad_timeout(channel, topic_name, bad, error):
+def test_areceive_rejects_a_bad_timeout(
+    channel: Any, topic_name: str, bad: object, error: type[Exception]
+) -> None:
     async def main() -> None:
         async with channel.topic(topic_name).subscribe() as sub:
             with pytest.raises(error, match="timeout"):
@@ -148,7 +155,9 @@ def test_areceive_rejects_a_bad_timeout(channel, topic_name, bad, error):
     run(main())
 
 
-def test_aclose_wakes_a_blocked_areceive(channel, topic_name, record_property):
+def test_aclose_wakes_a_blocked_areceive(
+    channel: Any, topic_name: str, record_property: Callable[[str, object], None]
+) -> None:
     async def main() -> float:
         async with channel.topic(topic_name).subscribe() as sub:
             receiver = asyncio.create_task(sub.areceive(None))
@@ -164,7 +173,7 @@ def test_aclose_wakes_a_blocked_areceive(channel, topic_name, record_property):
     assert latency < PROMPTLY
 
 
-def test_aclose_ends_a_blocked_async_for(channel, topic_name):
+def test_aclose_ends_a_blocked_async_for(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> list[bytes]:
@@ -181,7 +190,7 @@ def test_aclose_ends_a_blocked_async_for(channel, topic_name):
     assert run(main()) == []
 
 
-def test_close_from_another_thread_wakes_a_task(channel, topic_name):
+def test_close_from_another_thread_wakes_a_task(channel: Any, topic_name: str) -> None:
     async def main() -> None:
         async with channel.topic(topic_name).subscribe() as sub:
             receiver = asyncio.create_task(sub.areceive(None))
@@ -193,7 +202,7 @@ def test_close_from_another_thread_wakes_a_task(channel, topic_name):
     run(main())
 
 
-def test_publish_from_another_thread_wakes_a_task(channel, topic_name):
+def test_publish_from_another_thread_wakes_a_task(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> bytes | None:
@@ -206,7 +215,7 @@ def test_publish_from_another_thread_wakes_a_task(channel, topic_name):
     assert run(main()) == b"from a thread"
 
 
-def test_closed_subscription_receives_and_yields_nothing(channel, topic_name):
+def test_closed_subscription_receives_and_yields_nothing(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> None:
@@ -225,7 +234,7 @@ def test_closed_subscription_receives_and_yields_nothing(channel, topic_name):
     run(main())
 
 
-def test_cancelled_areceive_leaves_the_subscription_usable(channel, topic_name):
+def test_cancelled_areceive_leaves_the_subscription_usable(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> None:
@@ -257,7 +266,9 @@ def test_cancelled_areceive_leaves_the_subscription_usable(channel, topic_name):
     run(main())
 
 
-def test_many_async_subscribers_share_one_loop_without_threads(channel, topic_name):
+def test_many_async_subscribers_share_one_loop_without_threads(
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     subscribers, count = 100, 10
 
@@ -282,7 +293,7 @@ def test_many_async_subscribers_share_one_loop_without_threads(channel, topic_na
     assert received == [[b"%d" % number for number in range(count)]] * subscribers
 
 
-def test_loops_in_several_threads_each_get_their_messages(channel, topic_name):
+def test_loops_in_several_threads_each_get_their_messages(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     loops, subscribers_per_loop = 3, 10
     ready = threading.Barrier(loops + 1)
@@ -294,7 +305,10 @@ def test_loops_in_several_threads_each_get_their_messages(channel, topic_name):
                 for _ in range(subscribers_per_loop)
             ]
             await asyncio.to_thread(ready.wait, WAIT)
-            return await asyncio.gather(*(sub.areceive(WAIT) for sub in subs))
+            received: list[bytes | None] = await asyncio.gather(
+                *(sub.areceive(WAIT) for sub in subs)
+            )
+            return received
 
     results: list[Any] = [None] * loops
 
@@ -311,19 +325,20 @@ def test_loops_in_several_threads_each_get_their_messages(channel, topic_name):
     assert results == [[b"to every loop"] * subscribers_per_loop] * loops
 
 
-def test_channel_serves_one_event_loop_after_another(channel, topic_name):
+def test_channel_serves_one_event_loop_after_another(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def round_trip(payload: bytes) -> bytes | None:
         async with topic.subscribe() as sub:
             await topic.apublish(payload)
-            return await sub.areceive(WAIT)
+            received: bytes | None = await sub.areceive(WAIT)
+            return received
 
     assert run(round_trip(b"first loop")) == b"first loop"
     assert run(round_trip(b"second loop")) == b"second loop"
 
 
-def test_slow_async_subscriber_keeps_the_newest_messages(channel_factory):
+def test_slow_async_subscriber_keeps_the_newest_messages(channel_factory: ChannelFactory) -> None:
     channel = channel_factory(buffer_size=2)
     topic = channel.topic(channel_factory.topic_name())
 

@@ -22,7 +22,7 @@ from django.core.management import CommandError, call_command
 from broadcast_app import get_channel
 from localservers import RedisServer
 
-from .django_fixtures import MEMORY, REDIS, ROOT
+from .django_fixtures import MEMORY, REDIS, ROOT, StartNotice, live_topics
 from .waiting import WAIT, wait_until
 
 
@@ -32,25 +32,12 @@ def memory_channels(settings: Any) -> Any:
     return settings
 
 
-class NoticeStream(io.StringIO):
-    """A stderr for call_command that tells when the command printed its start notice."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started = threading.Event()
-
-    def write(self, text: str) -> int:
-        if text.startswith("Tailing"):
-            self.started.set()
-        return super().write(text)
-
-
 class Tail:
     """``tail_topic`` run by call_command in a thread."""
 
     def __init__(self, *args: str) -> None:
         self.stdout = io.StringIO()
-        self.stderr = NoticeStream()
+        self.stderr = StartNotice()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=args)
 
@@ -163,9 +150,9 @@ def test_tail_one_topic_prints_bare_payloads() -> None:
 
 def test_tail_stops_after_timeout_and_releases_its_subscriptions() -> None:
     with Tail("quiet", "--timeout", "0.3") as tail:
-        assert get_channel().hub.topics() == ["quiet"]
+        assert live_topics() == ["quiet"]
     assert tail.lines() == []
-    assert get_channel().hub.topics() == []
+    assert live_topics() == []
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from django.core.management import CommandError, call_command
 from broadcast_app import get_channel
 from localservers import RedisServer
 
-from .django_fixtures import ROOT, streams_channels
+from .django_fixtures import ROOT, StartNotice, live_topics, new_topic, streams_channels
 from .waiting import WAIT
 
 
@@ -26,10 +25,6 @@ from .waiting import WAIT
 def channels(settings: Any, redis_server: RedisServer) -> Any:
     settings.BROADCAST_CHANNELS = streams_channels(redis_server)
     return settings
-
-
-def new_topic() -> str:
-    return f"cli:{uuid.uuid4().hex[:12]}"
 
 
 def publish(topic: str, *payloads: bytes) -> list[str]:
@@ -41,23 +36,6 @@ def publish(topic: str, *payloads: bytes) -> list[str]:
     return [entry_id.decode() for entry_id, _ in client.xrange(topic)]
 
 
-class StartNotice(io.StringIO):
-    """A stderr that runs ``on_start`` once the command says it is tailing: subscribed,
-    before anything is read."""
-
-    def __init__(self, on_start: Any = None) -> None:
-        super().__init__()
-        self.started = threading.Event()
-        self._on_start = on_start
-
-    def write(self, text: str) -> int:
-        if text.startswith("Tailing") and not self.started.is_set():
-            if self._on_start is not None:
-                self._on_start()
-            self.started.set()
-        return super().write(text)
-
-
 def tail(*args: str, stderr: io.StringIO | None = None) -> tuple[list[str], str]:
     """Run tail_topic to its end; return its stdout lines and its stderr."""
     stdout, stderr = io.StringIO(), stderr or io.StringIO()
@@ -66,7 +44,7 @@ def tail(*args: str, stderr: io.StringIO | None = None) -> tuple[list[str], str]
 
 
 def test_since_replays_what_followed_the_cursor_with_the_cursors_in_json() -> None:
-    topic = new_topic()
+    topic = new_topic("cli")
     cursors = publish(topic, b"0", b"1", b"\xff 2", b"3")
     lines, stderr = tail(topic, "--since", cursors[0], "--format", "json", "--count", "3")
     records = [json.loads(line) for line in lines]
@@ -80,7 +58,7 @@ def test_since_replays_what_followed_the_cursor_with_the_cursors_in_json() -> No
 
 
 def test_since_the_origin_replays_everything_then_continues_live() -> None:
-    topic = new_topic()
+    topic = new_topic("cli")
     publish(topic, b"old 1", b"old 2")
     stderr = StartNotice()
     result: list[list[str]] = []
@@ -97,11 +75,11 @@ def test_since_the_origin_replays_everything_then_continues_live() -> None:
         thread.join(WAIT)
     assert not thread.is_alive()
     assert result == [["old 1", "old 2", "new"]]
-    assert get_channel().hub.topics() == []
+    assert live_topics() == []
 
 
 def test_json_has_cursors_on_a_streams_channel_even_without_since() -> None:
-    topic = new_topic()
+    topic = new_topic("cli")
     stderr = StartNotice(on_start=lambda: publish(topic, b"live"))
     lines, _ = tail(topic, "--format", "json", "--count", "1", stderr=stderr)
     (record,) = map(json.loads, lines)
@@ -117,7 +95,7 @@ def test_json_has_no_cursor_on_a_channel_without_history() -> None:
 def test_a_cursor_older_than_the_history_is_reported_as_missed_messages(
     redis_server: RedisServer,
 ) -> None:
-    topic = new_topic()
+    topic = new_topic("cli")
     cursors = publish(topic, b"0", b"1", b"2", b"3")
     redis_server._admin_client().xtrim(topic, maxlen=1, approximate=False)
     lines, stderr = tail(topic, "--since", cursors[0], "--count", "1")
@@ -131,18 +109,18 @@ def test_a_cursor_older_than_the_history_is_reported_as_missed_messages(
 def test_a_malformed_cursor_is_a_command_error(cursor: str) -> None:
     with pytest.raises(CommandError, match="cursor"):
         tail("t", f"--since={cursor}")
-    assert get_channel().hub.topics() == []
+    assert live_topics() == []
 
 
 @pytest.mark.parametrize("alias", ["memory", "pubsub"])
 def test_since_on_a_channel_without_history_is_a_command_error(alias: str) -> None:
     with pytest.raises(CommandError, match=f"channel {alias!r} keeps no history"):
         tail("t", "--channel", alias, "--since", "0-0")
-    assert get_channel(alias).hub.topics() == []
+    assert live_topics(alias) == []
 
 
 def test_a_replay_that_cannot_read_redis_is_a_command_error(redis_server: RedisServer) -> None:
-    topic = new_topic()
+    topic = new_topic("cli")
     (cursor,) = publish(topic, b"first")
     admin = redis_server._admin_client()
 
@@ -155,7 +133,7 @@ def test_a_replay_that_cannot_read_redis_is_a_command_error(redis_server: RedisS
             tail(topic, "--since", cursor, stderr=StartNotice(on_start=break_the_stream))
     finally:
         admin.delete(topic)
-    assert get_channel().hub.topics() == []
+    assert live_topics() == []
 
 
 def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
@@ -165,7 +143,7 @@ def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
 
 
 def test_as_a_process_since_replays_through_redis(redis_server: RedisServer) -> None:
-    topic = new_topic()
+    topic = new_topic("cli")
     cursors = publish(topic, b"a", b"b", b"c")
     env = {
         **os.environ,

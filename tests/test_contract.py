@@ -11,16 +11,22 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import ExitStack, closing
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from localservers import RedisServer
+
 from .waiting import PROMPTLY, QUIET, WAIT, holds_for, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
 # -- names and payloads ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("bad", [None, 1, b"news", ["news"]])
-def test_topic_name_must_be_a_str(channel, bad):
+def test_topic_name_must_be_a_str(channel: Any, bad: object) -> None:
     with pytest.raises(TypeError, match="str"):
         channel.topic(bad)
 
@@ -30,12 +36,12 @@ def test_topic_name_must_be_a_str(channel, bad):
     ["", "x" * 1025, "line\nbreak", "nul\x00", "tab\there", "del\x7f"],
     ids=["empty", "too-long", "newline", "nul", "tab", "del"],
 )
-def test_topic_name_rejects_bad_values(channel, bad):
+def test_topic_name_rejects_bad_values(channel: Any, bad: object) -> None:
     with pytest.raises(ValueError, match="topic name"):
         channel.topic(bad)
 
 
-def test_topic_name_may_be_long_or_unicode(channel, topic_name):
+def test_topic_name_may_be_long_or_unicode(channel: Any, topic_name: str) -> None:
     for name in (topic_name.ljust(1024, "x"), f"ünïcödé 主题 {topic_name}"):
         topic = channel.topic(name)
         with topic.subscribe() as sub:
@@ -45,7 +51,7 @@ def test_topic_name_may_be_long_or_unicode(channel, topic_name):
 
 
 @pytest.mark.parametrize("bad", ["text", 42, None, 1.5, [1, 2]])
-def test_publish_rejects_what_is_not_bytes(channel, topic_name, bad):
+def test_publish_rejects_what_is_not_bytes(channel: Any, topic_name: str, bad: object) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as sub:
         with pytest.raises(TypeError, match="bytes"):
@@ -56,7 +62,9 @@ def test_publish_rejects_what_is_not_bytes(channel, topic_name, bad):
         assert sub.receive(WAIT) == b"accepted"
 
 
-def test_publish_type_check_comes_before_any_io(channel_factory, restartable_redis):
+def test_publish_type_check_comes_before_any_io(
+    channel_factory: ChannelFactory, restartable_redis: RedisServer
+) -> None:
     channel = channel_factory(server=restartable_redis)
     topic = channel.topic(channel_factory.topic_name())
     restartable_redis.kill()
@@ -66,7 +74,7 @@ def test_publish_type_check_comes_before_any_io(channel_factory, restartable_red
     assert time.monotonic() - started < PROMPTLY
 
 
-def test_publish_accepts_bytes_like_payloads(channel, topic_name):
+def test_publish_accepts_bytes_like_payloads(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as sub:
         topic.publish(b"bytes")
@@ -77,7 +85,7 @@ def test_publish_accepts_bytes_like_payloads(channel, topic_name):
     assert all(type(message) is bytes for message in got)
 
 
-def test_publish_without_subscribers_is_harmless(channel, topic_name):
+def test_publish_without_subscribers_is_harmless(channel: Any, topic_name: str) -> None:
     channel.topic(topic_name).publish(b"nobody listens")
 
 
@@ -89,7 +97,7 @@ PAYLOADS = {
 }
 
 
-def test_binary_payloads_round_trip(channel, topic_name):
+def test_binary_payloads_round_trip(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as sub:
         for payload in PAYLOADS.values():
@@ -98,7 +106,7 @@ def test_binary_payloads_round_trip(channel, topic_name):
             assert sub.receive(WAIT) == payload, name
 
 
-def test_iteration_yields_empty_payloads(channel, topic_name):
+def test_iteration_yields_empty_payloads(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as sub:
         topic.publish(b"")
@@ -111,14 +119,14 @@ def test_iteration_yields_empty_payloads(channel, topic_name):
 # -- delivery ----------------------------------------------------------------------------------
 
 
-def test_delivers_what_is_published_right_after_enter(channel, topic_name):
+def test_delivers_what_is_published_right_after_enter(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as sub:
         topic.publish(b"first")
         assert sub.receive(WAIT) == b"first"
 
 
-def test_first_receive_starts_the_subscription(channel, topic_name):
+def test_first_receive_starts_the_subscription(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     sub = topic.subscribe()
     try:
@@ -129,7 +137,9 @@ def test_first_receive_starts_the_subscription(channel, topic_name):
         sub.close()
 
 
-def test_first_next_starts_the_subscription(channel, topic_name, background):
+def test_first_next_starts_the_subscription(
+    channel: Any, topic_name: str, background: type[Task]
+) -> None:
     """Everything published after the iterator started arrives, so the numbers are consecutive."""
     topic = channel.topic(topic_name)
     sub = topic.subscribe()
@@ -157,7 +167,9 @@ def test_first_next_starts_the_subscription(channel, topic_name, background):
     assert got == list(range(got[0], got[0] + 50))
 
 
-def test_order_is_kept_per_publisher_thread(channel_factory, background):
+def test_order_is_kept_per_publisher_thread(
+    channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     publishers, count = 4, 300
     channel = channel_factory(buffer_size=publishers * count)
     topic = channel.topic(channel_factory.topic_name())
@@ -185,7 +197,9 @@ def test_order_is_kept_per_publisher_thread(channel_factory, background):
 
 @pytest.mark.parametrize("start", ["enter", "receive"])
 @pytest.mark.parametrize("names", ["same-topic", "new-topic-each-trial"])
-def test_subscribe_publish_receive_trials_lose_nothing(channel, channel_factory, start, names):
+def test_subscribe_publish_receive_trials_lose_nothing(
+    channel: Any, channel_factory: ChannelFactory, start: str, names: str
+) -> None:
     name = channel_factory.topic_name()
     for trial in range(200):
         if names == "new-topic-each-trial":
@@ -201,7 +215,9 @@ def test_subscribe_publish_receive_trials_lose_nothing(channel, channel_factory,
             assert sub.receive(WAIT) == payload, f"trial {trial} lost its message"
 
 
-def test_concurrent_subscribe_and_leave_on_one_topic_lose_nothing(channel, topic_name, background):
+def test_concurrent_subscribe_and_leave_on_one_topic_lose_nothing(
+    channel: Any, topic_name: str, background: type[Task]
+) -> None:
     """Two threads keep joining and leaving one topic; each must get what it publishes."""
     topic = channel.topic(topic_name)
 
@@ -217,7 +233,7 @@ def test_concurrent_subscribe_and_leave_on_one_topic_lose_nothing(channel, topic
         task.result(WAIT * 6)
 
 
-def test_every_subscription_receives_every_message(channel, topic_name):
+def test_every_subscription_receives_every_message(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     with ExitStack() as stack:
         subs = [stack.enter_context(topic.subscribe()) for _ in range(5)]
@@ -232,7 +248,7 @@ def test_every_subscription_receives_every_message(channel, topic_name):
         assert late.receive(0) is None
 
 
-def test_topics_are_isolated(channel, topic_name):
+def test_topics_are_isolated(channel: Any, topic_name: str) -> None:
     # Glob characters in names must not act as patterns.
     names = [topic_name, f"{topic_name}*", f"{topic_name}:child", f"{topic_name[:-1]}?"]
     with ExitStack() as stack:
@@ -251,7 +267,9 @@ def test_topics_are_isolated(channel, topic_name):
 
 
 @pytest.mark.parametrize("pause", [0.0, 0.2], ids=["at-once", "after-a-pause"])
-def test_topic_works_again_after_its_last_subscriber_left(channel, topic_name, pause):
+def test_topic_works_again_after_its_last_subscriber_left(
+    channel: Any, topic_name: str, pause: float
+) -> None:
     topic = channel.topic(topic_name)
     for round_ in range(3):
         with topic.subscribe() as sub:
@@ -260,7 +278,7 @@ def test_topic_works_again_after_its_last_subscriber_left(channel, topic_name, p
         time.sleep(pause)  # The behaviour under test: the topic left alone for a while.
 
 
-def test_producer_and_subscriber_views(channel, topic_name):
+def test_producer_and_subscriber_views(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     producer, subscriber = topic.as_producer(), topic.as_subscriber()
     assert not hasattr(producer, "subscribe")
@@ -277,7 +295,9 @@ def test_producer_and_subscriber_views(channel, topic_name):
 
 
 @pytest.mark.parametrize("timeout", [0.05, 0.3])
-def test_receive_returns_none_after_the_timeout(channel, topic_name, timeout):
+def test_receive_returns_none_after_the_timeout(
+    channel: Any, topic_name: str, timeout: float
+) -> None:
     with channel.topic(topic_name).subscribe() as sub:
         started = time.monotonic()
         assert sub.receive(timeout=timeout) is None
@@ -285,7 +305,7 @@ def test_receive_returns_none_after_the_timeout(channel, topic_name, timeout):
     assert timeout * 0.9 <= elapsed < timeout + PROMPTLY
 
 
-def test_receive_default_timeout_is_a_tenth_of_a_second(channel, topic_name):
+def test_receive_default_timeout_is_a_tenth_of_a_second(channel: Any, topic_name: str) -> None:
     with channel.topic(topic_name).subscribe() as sub:
         started = time.monotonic()
         assert sub.receive() is None
@@ -296,7 +316,9 @@ def test_receive_default_timeout_is_a_tenth_of_a_second(channel, topic_name):
 @pytest.mark.parametrize(
     ("bad", "error"), [(-1, ValueError), (-0.001, ValueError), ("1", TypeError)]
 )
-def test_receive_rejects_a_bad_timeout(channel, topic_name, bad, error):
+def test_receive_rejects_a_bad_timeout(
+    channel: Any, topic_name: str, bad: object, error: type[Exception]
+) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as sub:
         with pytest.raises(error, match="timeout"):
@@ -308,7 +330,9 @@ def test_receive_rejects_a_bad_timeout(channel, topic_name, bad, error):
 # -- bounded buffers ---------------------------------------------------------------------------
 
 
-def test_slow_subscriber_keeps_the_newest_messages_and_counts_drops(channel_factory, caplog):
+def test_slow_subscriber_keeps_the_newest_messages_and_counts_drops(
+    channel_factory: ChannelFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="broadcast_app")
     channel = channel_factory(buffer_size=4)
     topic = channel.topic(channel_factory.topic_name())

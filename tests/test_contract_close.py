@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -12,8 +14,11 @@ from broadcast_app import SubscriptionClosedError
 from .channel_helpers import drop_and_collect
 from .waiting import PROMPTLY, WAIT, blocked
 
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
-def test_close_is_idempotent(channel, topic_name):
+
+def test_close_is_idempotent(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     never_started = topic.subscribe()
     never_started.close()
@@ -24,7 +29,7 @@ def test_close_is_idempotent(channel, topic_name):
     started.close()
 
 
-def test_close_from_other_threads(channel, topic_name, background):
+def test_close_from_other_threads(channel: Any, topic_name: str, background: type[Task]) -> None:
     with channel.topic(topic_name).subscribe() as sub:
         start = threading.Barrier(8)
 
@@ -38,7 +43,12 @@ def test_close_from_other_threads(channel, topic_name, background):
             sub.receive(0)
 
 
-def test_close_wakes_a_blocked_receive(channel, topic_name, record_property, background):
+def test_close_wakes_a_blocked_receive(
+    channel: Any,
+    topic_name: str,
+    record_property: Callable[[str, object], None],
+    background: type[Task],
+) -> None:
     with channel.topic(topic_name).subscribe() as sub:
 
         def consume() -> float:
@@ -56,7 +66,13 @@ def test_close_wakes_a_blocked_receive(channel, topic_name, record_property, bac
 
 
 @pytest.mark.parametrize("entered", [True, False], ids=["entered", "started-by-iterator"])
-def test_close_ends_a_blocked_iterator(channel, topic_name, entered, record_property, background):
+def test_close_ends_a_blocked_iterator(
+    channel: Any,
+    topic_name: str,
+    entered: bool,
+    record_property: Callable[[str, object], None],
+    background: type[Task],
+) -> None:
     topic = channel.topic(topic_name)
     sub = topic.subscribe()
     if entered:
@@ -85,7 +101,7 @@ def test_close_ends_a_blocked_iterator(channel, topic_name, entered, record_prop
     assert got[0] == b"first"
 
 
-def test_closed_subscription_receives_and_yields_nothing(channel, topic_name):
+def test_closed_subscription_receives_and_yields_nothing(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     never_started = topic.subscribe()
     never_started.close()
@@ -102,7 +118,9 @@ def test_closed_subscription_receives_and_yields_nothing(channel, topic_name):
         assert list(sub) == []
 
 
-def test_closing_the_channel_closes_its_subscriptions(channel_factory, background):
+def test_closing_the_channel_closes_its_subscriptions(
+    channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     channel = channel_factory()
     topic = channel.topic(channel_factory.topic_name())
     with topic.subscribe() as iterated, topic.subscribe() as received:
@@ -120,7 +138,9 @@ def test_closing_the_channel_closes_its_subscriptions(channel_factory, backgroun
             iterated.receive(0)
 
 
-def test_unclosed_subscription_is_released_by_the_garbage_collector(channel, topic_name):
+def test_unclosed_subscription_is_released_by_the_garbage_collector(
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     sub = topic.subscribe()
     assert sub.receive(0) is None

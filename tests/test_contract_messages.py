@@ -6,6 +6,7 @@ Runs against each entry of ``conftest.BACKENDS``.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,9 @@ from broadcast_app import ChannelFeatures, CursorSubscription, CursorTopic, Mess
 from .waiting import WAIT
 
 
-def test_features_are_declared_and_match_the_topics(channel, topic_name, backend):
+def test_features_are_declared_and_match_the_topics(
+    channel: Any, topic_name: str, backend: str
+) -> None:
     features = channel.features
     assert isinstance(features, ChannelFeatures)
     assert features.crosses_processes is (backend != "memory")
@@ -22,7 +25,7 @@ def test_features_are_declared_and_match_the_topics(channel, topic_name, backend
     assert isinstance(channel.topic(topic_name), CursorTopic) is features.keeps_history
 
 
-def test_receive_message_has_one_shape_on_every_backend(channel, topic_name):
+def test_receive_message_has_one_shape_on_every_backend(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as sub:
         topic.publish(b"hello")
@@ -33,27 +36,30 @@ def test_receive_message_has_one_shape_on_every_backend(channel, topic_name):
     assert (message.cursor is not None) is channel.features.keeps_history
 
 
-def test_areceive_message_is_the_async_twin(channel, topic_name):
+def test_areceive_message_is_the_async_twin(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
 
     async def main() -> Message | None:
         async with topic.subscribe() as sub:
             await topic.apublish(b"hello")
-            return await sub.areceive_message(WAIT)
+            message: Message | None = await sub.areceive_message(WAIT)
+            return message
 
     message = asyncio.run(main())
     assert message is not None
     assert message.payload == b"hello"
 
 
-def test_subscriptions_of_a_topic_in_one_process_share_each_message(channel, topic_name):
+def test_subscriptions_of_a_topic_in_one_process_share_each_message(
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as first, topic.subscribe() as second:
         topic.publish(b"shared")
         assert first.receive_message(WAIT) is second.receive_message(WAIT)
 
 
-def test_buffer_bytes_drops_the_oldest_past_the_byte_bound(channel, topic_name):
+def test_buffer_bytes_drops_the_oldest_past_the_byte_bound(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe(buffer_bytes=25) as sub, topic.subscribe() as marker:
         for index in range(5):
@@ -63,7 +69,7 @@ def test_buffer_bytes_drops_the_oldest_past_the_byte_bound(channel, topic_name):
         # everything to ``sub``.
         while marker.receive(WAIT) != b"end":
             pass
-        received = []
+        received: list[bytes] = []
         while (payload := sub.receive(0.2 if received else WAIT)) is not None:
             received.append(payload)
     # 25 bytes hold two 10-byte payloads with the 3-byte "end"; the newest always stays.
@@ -72,7 +78,9 @@ def test_buffer_bytes_drops_the_oldest_past_the_byte_bound(channel, topic_name):
     assert sub.gaps == 1
 
 
-def test_a_message_larger_than_buffer_bytes_is_still_delivered(channel, topic_name):
+def test_a_message_larger_than_buffer_bytes_is_still_delivered(
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe(buffer_bytes=4) as sub:
         topic.publish(b"0123456789")
@@ -81,13 +89,15 @@ def test_a_message_larger_than_buffer_bytes_is_still_delivered(channel, topic_na
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
-def test_buffer_bytes_must_be_a_positive_int(channel, topic_name, bad):
+def test_buffer_bytes_must_be_a_positive_int(channel: Any, topic_name: str, bad: object) -> None:
     with pytest.raises(ValueError, match="buffer_bytes"):
         channel.topic(topic_name).subscribe(buffer_bytes=bad)
 
 
 @pytest.mark.parametrize("backend", ["streams", "streams-resp2"])
-def test_cursor_subscription_knows_its_start_before_any_message(channel, topic_name):
+def test_cursor_subscription_knows_its_start_before_any_message(
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     topic.publish(b"before")
     with topic.subscribe() as sub:

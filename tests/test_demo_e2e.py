@@ -12,25 +12,12 @@ from typing import Any
 import pytest
 import redis
 
-from .demo_fixtures import (
-    JOB_STEPS,
-    DemoSite,
-    DemoWebServer,
-    EventStream,
-    Visitor,
-    job_events,
-    run_job,
-)
+from .demo_fixtures import JOB_STEPS, DemoSite, DemoWebServer, Visitor, job_events, run_job
+from .django_fixtures import EventStream
 from .waiting import WAIT, wait_until
 
 #: Jobs started at the same time by as many visitors.
 CONCURRENT_JOBS = 8
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[DemoSite]:
-    with DemoSite() as site:
-        yield site
 
 
 @pytest.fixture
@@ -113,7 +100,7 @@ def run_concurrent_jobs(url: str, count: int) -> list[tuple[dict[str, str], list
 def test_concurrent_jobs_lose_no_event(site: DemoSite) -> None:
     for job, events in run_concurrent_jobs(site.url, CONCURRENT_JOBS):
         assert_complete_job(job, events)
-        assert wait_until(lambda topic=job["topic"]: site.redis.numsub(topic) == 0, WAIT)
+        assert wait_until(lambda: site.redis.numsub(job["topic"]) == 0, WAIT)
 
 
 def test_a_visitor_streams_only_the_jobs_it_started(site: DemoSite, visitor: Visitor) -> None:

@@ -25,7 +25,7 @@ RAW_LOOKALIKES = [
 ]
 
 
-def test_an_event_reaches_subscribers_with_its_name(channel, topic_name):
+def test_an_event_reaches_subscribers_with_its_name(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as sub:
         topic.publish(b'{"percent":10}', event="progress")
@@ -38,7 +38,9 @@ def test_an_event_reaches_subscribers_with_its_name(channel, topic_name):
 
 
 @pytest.mark.parametrize("payload", RAW_LOOKALIKES)
-def test_a_raw_payload_arrives_byte_exact_whatever_it_looks_like(channel, topic_name, payload):
+def test_a_raw_payload_arrives_byte_exact_whatever_it_looks_like(
+    channel: Any, topic_name: str, payload: bytes
+) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as sub:
         topic.publish(payload)
@@ -48,7 +50,7 @@ def test_a_raw_payload_arrives_byte_exact_whatever_it_looks_like(channel, topic_
 
 
 @pytest.mark.parametrize("backend", ["streams", "streams-resp2"])
-def test_events_survive_replay(channel, topic_name):
+def test_events_survive_replay(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     topic.publish(b"[1]", event="step")
     topic.publish(EVENT_MARKER + b"raw")
@@ -74,7 +76,9 @@ def test_events_survive_replay(channel, topic_name):
         ("binary", ValueError),
     ],
 )
-def test_unusable_event_names_are_refused_before_sending(channel, topic_name, name, error):
+def test_unusable_event_names_are_refused_before_sending(
+    channel: Any, topic_name: str, name: object, error: type[Exception]
+) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as sub:
         with pytest.raises(error, match="event name"):
@@ -83,7 +87,7 @@ def test_unusable_event_names_are_refused_before_sending(channel, topic_name, na
         assert sub.receive(WAIT) == b"after"
 
 
-def test_event_data_must_be_utf8(channel, topic_name):
+def test_event_data_must_be_utf8(channel: Any, topic_name: str) -> None:
     with pytest.raises(ValueError, match="UTF-8"):
         channel.topic(topic_name).publish(b"\xff", event="progress")
 
@@ -91,13 +95,13 @@ def test_event_data_must_be_utf8(channel, topic_name):
 # -- SSE framing -------------------------------------------------------------------------
 
 
-def test_a_named_event_is_framed_under_its_name_with_its_cursor():
+def test_a_named_event_is_framed_under_its_name_with_its_cursor() -> None:
     framed = sse.message_event(Message(b'{"a":\n1}', "5-0", "progress"))
     assert parse_events(framed) == [Event('{"a":\n1}', "progress")]
     assert b"\nid: 5-0\n" in framed
 
 
-def test_a_plain_message_is_framed_as_before():
+def test_a_plain_message_is_framed_as_before() -> None:
     assert sse.message_event(Message(b"hi", "5-0")) == sse.payload_event(b"hi", "5-0")
 
 
@@ -112,7 +116,7 @@ def memory_channel(settings: Any) -> Any:
     return get_channel
 
 
-def test_send_event_encodes_with_djangos_json_encoder(memory_channel):
+def test_send_event_encodes_with_djangos_json_encoder(memory_channel: Any) -> None:
     data = {
         "when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
         "amount": decimal.Decimal("1.50"),
@@ -130,23 +134,24 @@ def test_send_event_encodes_with_djangos_json_encoder(memory_channel):
         assert sub.receive_message(0) is None
 
 
-def test_send_event_without_a_name_is_a_plain_json_message(memory_channel):
+def test_send_event_without_a_name_is_a_plain_json_message(memory_channel: Any) -> None:
     with memory_channel().topic("jobs").subscribe() as sub:
         send_event("jobs", [1, "two"])
         assert sub.receive_message(0) == Message(b'[1,"two"]')
 
 
-def test_asend_event_is_the_async_twin(memory_channel):
+def test_asend_event_is_the_async_twin(memory_channel: Any) -> None:
     async def main() -> Message | None:
         async with memory_channel().topic("jobs").subscribe() as sub:
             await asend_event("jobs", {"done": True}, event="finished")
-            return await sub.areceive_message(1)
+            message: Message | None = await sub.areceive_message(1)
+            return message
 
     assert asyncio.run(main()) == Message(b'{"done":true}', None, "finished")
 
 
 @pytest.mark.parametrize("data", [object(), float("nan"), {1j: 1}])
-def test_send_event_refuses_what_json_cannot_carry(memory_channel, data):
+def test_send_event_refuses_what_json_cannot_carry(memory_channel: Any, data: object) -> None:
     with memory_channel().topic("jobs").subscribe() as sub:
         with pytest.raises((TypeError, ValueError)):
             send_event("jobs", data, event="progress")

@@ -6,21 +6,23 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from broadcast_app import get_channel, metrics
+from localservers import RedisServer
 
+from .django_fixtures import MEMORY, ROOT
 from .waiting import WAIT, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
 
 
-def test_stats_count_what_happens_on_the_channel(channel, topic_name):
+def test_stats_count_what_happens_on_the_channel(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     assert channel.stats() == {
         "subscriptions": 0,
@@ -46,7 +48,9 @@ def test_stats_count_what_happens_on_the_channel(channel, topic_name):
 
 
 @pytest.mark.parametrize("backend", ["redis-resp3", "streams"])
-def test_a_reconnect_is_counted(channel_factory, restartable_redis, topic_name):
+def test_a_reconnect_is_counted(
+    channel_factory: ChannelFactory, restartable_redis: RedisServer, topic_name: str
+) -> None:
     channel = channel_factory(server=restartable_redis)
     with channel.topic(topic_name).subscribe() as sub:
         restartable_redis.kill()
@@ -57,8 +61,8 @@ def test_a_reconnect_is_counted(channel_factory, restartable_redis, topic_name):
         assert channel.stats()["reconnects_total"] == 1
 
 
-def test_the_collector_exports_every_channel_by_alias(settings: Any):
-    settings.BROADCAST_CHANNELS = {"default": MEMORY, "other": MEMORY}
+def test_the_collector_exports_every_channel_by_alias(settings: Any) -> None:
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}, "other": {"BACKEND": MEMORY}}
     registry = CollectorRegistry()
     assert metrics.register(registry)
     assert metrics.register(registry)  # Once only: a second call changes nothing.
@@ -86,6 +90,7 @@ PUBLISHER = """
 import sys, django
 django.setup()
 from broadcast_app import get_channel, metrics
+
 subscription = get_channel().topic("jobs").subscribe().__enter__()
 for _ in range(int(sys.argv[1])):
     get_channel().topic("jobs").publish(b"x")
@@ -95,7 +100,7 @@ sys.stdin.read()
 """
 
 
-def test_multi_process_mode_sums_the_processes(tmp_path: Path):
+def test_multi_process_mode_sums_the_processes(tmp_path: Path) -> None:
     """Two processes in prometheus_client's multi-process mode: a scrape sums them."""
     environ = {
         **os.environ,
@@ -120,7 +125,7 @@ def test_multi_process_mode_sums_the_processes(tmp_path: Path):
             assert publisher.stdout is not None
             assert publisher.stdout.readline().strip() == "copied"
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+        multiprocess.MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
         samples = {
             (sample.name, sample.labels.get("channel")): sample.value
             for family in text_string_to_metric_families(generate_latest(registry).decode())

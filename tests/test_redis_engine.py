@@ -11,12 +11,13 @@ import os
 import threading
 import time
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from broadcast_app.backends.redis import RedisBroadcastChannel
 from broadcast_app.exceptions import BroadcastChannelError
+from localservers import RedisServer
 
 from .channel_helpers import (
     both_protocols,
@@ -26,6 +27,9 @@ from .channel_helpers import (
     subscribe_and_deliver,
 )
 from .waiting import PROMPTLY, QUIET, WAIT, blocked, holds_for, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
 
 def first_message(subscription: Any) -> bytes:
@@ -38,8 +42,8 @@ def first_message(subscription: Any) -> bytes:
 
 
 def test_a_thousand_subscriptions_share_one_connection_and_one_thread(
-    restartable_redis, no_thread_leaks
-):
+    restartable_redis: RedisServer, no_thread_leaks: None
+) -> None:
     server = restartable_redis
     before = set(threading.enumerate())
     names = [f"load:{number}" for number in range(100)]
@@ -69,7 +73,9 @@ def test_a_thousand_subscriptions_share_one_connection_and_one_thread(
 
 
 @resp3
-def test_closing_the_channel_releases_its_connection_and_reader(restartable_redis, channel_factory):
+def test_closing_the_channel_releases_its_connection_and_reader(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     before = set(threading.enumerate())
     channel = channel_factory(server=restartable_redis)
     topic = channel.topic(channel_factory.topic_name())
@@ -91,8 +97,8 @@ def test_closing_the_channel_releases_its_connection_and_reader(restartable_redi
 @both_protocols
 @pytest.mark.parametrize("names", ["same-topic", "new-topic-each-trial"])
 def test_a_message_published_by_another_client_right_after_enter_arrives(
-    restartable_redis, channel_factory, names
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, names: str
+) -> None:
     channel = channel_factory(server=restartable_redis)
     publisher = restartable_redis.client()
     channel_factory.add_closer(publisher.close)
@@ -107,7 +113,9 @@ def test_a_message_published_by_another_client_right_after_enter_arrives(
 
 
 @both_protocols
-def test_joining_a_topic_already_listened_to_sends_no_command(restartable_redis, channel_factory):
+def test_joining_a_topic_already_listened_to_sends_no_command(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     topic = channel.topic(channel_factory.topic_name())
@@ -127,7 +135,9 @@ def test_joining_a_topic_already_listened_to_sends_no_command(restartable_redis,
 
 
 @resp3
-def test_joining_a_listened_topic_works_while_redis_is_frozen(restartable_redis, channel_factory):
+def test_joining_a_listened_topic_works_while_redis_is_frozen(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     channel = channel_factory(server=restartable_redis, subscribe_timeout=0.5)
     topic = channel.topic(channel_factory.topic_name())
     new_topic = channel.topic(channel_factory.topic_name())
@@ -152,8 +162,8 @@ def test_joining_a_listened_topic_works_while_redis_is_frozen(restartable_redis,
 
 @both_protocols
 def test_a_topic_can_be_left_and_joined_again_quickly_from_many_threads(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     name = channel_factory.topic_name()
@@ -198,7 +208,9 @@ def cpu_seconds(threads: list[threading.Thread]) -> float:
 
 
 @resp3
-def test_idle_subscriptions_use_no_cpu(restartable_redis, channel_factory, background):
+def test_idle_subscriptions_use_no_cpu(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     before = set(threading.enumerate())
     channel = channel_factory(server=restartable_redis)
     topics = [channel.topic(channel_factory.topic_name()) for _ in range(10)]
@@ -227,8 +239,8 @@ def test_idle_subscriptions_use_no_cpu(restartable_redis, channel_factory, backg
 
 @resp3
 def test_receive_times_out_after_its_timeout_despite_other_traffic(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     channel = channel_factory(server=restartable_redis)
     quiet = channel.topic(channel_factory.topic_name())
     busy = channel.topic(channel_factory.topic_name())
@@ -249,8 +261,11 @@ def test_receive_times_out_after_its_timeout_despite_other_traffic(
 
 @both_protocols
 def test_a_slow_subscriber_does_not_hold_up_a_fast_one(
-    restartable_redis, channel_factory, background, caplog
-):
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    background: type[Task],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="broadcast_app")
     channel = channel_factory(server=restartable_redis, buffer_size=10)
     publisher = restartable_redis.client()
@@ -272,7 +287,7 @@ def test_a_slow_subscriber_does_not_hold_up_a_fast_one(
             for number in range(start, start + burst):
                 publisher.publish(name, b"%03d" % number)
             # Bursts of half a buffer: the fast consumer cannot overflow however loaded.
-            assert wait_until(lambda s=start: len(received) == s + burst, WAIT), len(received)
+            assert wait_until(lambda: len(received) == start + burst, WAIT), len(received)
         consumer.result()
         assert received == [b"%03d" % number for number in range(total)]
         assert (fast.dropped, fast.gaps) == (0, 0)

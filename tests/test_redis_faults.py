@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -20,9 +21,13 @@ from broadcast_app.exceptions import (
     PublishError,
     SubscriptionClosedError,
 )
+from localservers import RedisServer
 
 from .channel_helpers import both_protocols, engine_threads, resp3
 from .waiting import PROMPTLY, WAIT, blocked, holds_for, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
 
 def logged(caplog: pytest.LogCaptureFixture, level: int, text: str) -> bool:
@@ -41,8 +46,11 @@ def enter(subscription: object) -> object:
 
 @both_protocols
 def test_subscriptions_survive_a_redis_restart(
-    restartable_redis, channel_factory, background, caplog
-):
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    background: type[Task],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="broadcast_app")
     server = restartable_redis
     channel = channel_factory(server=server)
@@ -80,7 +88,9 @@ def test_subscriptions_survive_a_redis_restart(
 
 
 @resp3
-def test_several_restarts_in_a_row(restartable_redis, channel_factory):
+def test_several_restarts_in_a_row(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     before = set(threading.enumerate())
     server = restartable_redis
     channel = channel_factory(server=server)
@@ -89,7 +99,7 @@ def test_several_restarts_in_a_row(restartable_redis, channel_factory):
     with topic.subscribe() as sub:
         for cycle in range(1, 4):
             server.kill()
-            assert wait_until(lambda c=cycle: sub.gaps == c, WAIT), (cycle, sub.gaps)
+            assert wait_until(lambda: sub.gaps == cycle, WAIT), (cycle, sub.gaps)
             server.restart()
             assert wait_until(lambda: server.numsub(name) == 1, WAIT), cycle
             topic.publish(b"cycle %d" % cycle)
@@ -102,7 +112,9 @@ def test_several_restarts_in_a_row(restartable_redis, channel_factory):
 
 
 @resp3
-def test_a_restart_resubscribes_every_topic(restartable_redis, channel_factory):
+def test_a_restart_resubscribes_every_topic(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     # More topics than one re-subscription command carries.
@@ -123,7 +135,9 @@ def test_a_restart_resubscribes_every_topic(restartable_redis, channel_factory):
     assert wait_until(lambda: server.subscriber_ids() == [], PROMPTLY)
 
 
-def test_publishing_while_redis_is_down_raises_publish_error(restartable_redis, no_thread_leaks):
+def test_publishing_while_redis_is_down_raises_publish_error(
+    restartable_redis: RedisServer, no_thread_leaks: None
+) -> None:
     channel = RedisBroadcastChannel.from_url(restartable_redis.url)
     try:
         topic = channel.topic("down")
@@ -143,8 +157,8 @@ def test_publishing_while_redis_is_down_raises_publish_error(restartable_redis, 
 
 
 def test_publishing_to_a_frozen_redis_fails_within_the_clients_timeout(
-    restartable_redis, no_thread_leaks
-):
+    restartable_redis: RedisServer, no_thread_leaks: None
+) -> None:
     channel = RedisBroadcastChannel.from_url(restartable_redis.url, socket_timeout=0.3)
     try:
         topic = channel.topic("frozen")
@@ -169,8 +183,8 @@ def test_publishing_to_a_frozen_redis_fails_within_the_clients_timeout(
 
 @resp3
 def test_subscribing_during_an_outage_fails_after_subscribe_timeout(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server, subscribe_timeout=0.5)
     name, new_name = channel_factory.topic_name(), channel_factory.topic_name()
@@ -198,8 +212,8 @@ def test_subscribing_during_an_outage_fails_after_subscribe_timeout(
 
 @resp3
 def test_subscribing_during_an_outage_waits_for_the_recovery(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     name, new_name = channel_factory.topic_name(), channel_factory.topic_name()
@@ -227,8 +241,11 @@ def test_subscribing_during_an_outage_waits_for_the_recovery(
 
 @resp3
 def test_a_channel_made_while_redis_is_down_connects_when_it_comes_up(
-    restartable_redis, channel_factory, background, caplog
-):
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    background: type[Task],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="broadcast_app")
     server = restartable_redis
     channel = channel_factory(server=server)
@@ -246,7 +263,9 @@ def test_a_channel_made_while_redis_is_down_connects_when_it_comes_up(
 
 
 @resp3
-def test_closing_during_an_outage_is_prompt(restartable_redis, channel_factory):
+def test_closing_during_an_outage_is_prompt(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     before = set(threading.enumerate())
     channel = channel_factory(server=restartable_redis)
     with channel.topic(channel_factory.topic_name()).subscribe() as sub:
@@ -264,7 +283,11 @@ def test_closing_during_an_outage_is_prompt(restartable_redis, channel_factory):
 
 
 @both_protocols
-def test_a_frozen_server_is_detected_by_health_checks(restartable_redis, channel_factory, caplog):
+def test_a_frozen_server_is_detected_by_health_checks(
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="broadcast_app")
     server = restartable_redis
     channel = channel_factory(server=server, health_check_interval=0.5)
@@ -292,7 +315,9 @@ def test_a_frozen_server_is_detected_by_health_checks(restartable_redis, channel
 
 
 @both_protocols
-def test_health_checks_keep_a_healthy_idle_connection(restartable_redis, channel_factory):
+def test_health_checks_keep_a_healthy_idle_connection(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server, health_check_interval=0.2)
     topic = channel.topic(channel_factory.topic_name())
@@ -307,8 +332,8 @@ def test_health_checks_keep_a_healthy_idle_connection(restartable_redis, channel
 
 @resp3
 def test_closing_while_reconnecting_to_a_frozen_server_is_prompt(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     before = set(threading.enumerate())
     channel = channel_factory(server=restartable_redis, health_check_interval=0.3)
     with channel.topic(channel_factory.topic_name()).subscribe() as sub:

@@ -1,109 +1,32 @@
 """Fork safety: a channel made before ``fork()`` serves the child with its own connection and
 reader thread, and the parent's subscriptions never notice the child.
 
-Children report through a pipe as JSON lines and always end with ``os._exit``; an alarm
-kills a child that hangs, and the parent kills any child still alive at the end.
+The children are ``forking.Child`` processes that report through a pipe.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
-import os
-import select
-import signal
 import threading
-import time
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from localservers import RedisServer
+
 from .channel_helpers import engine_threads
+from .forking import Report, forked
 from .waiting import WAIT, wait_until
 
-#: Seconds after which a child that is still running kills itself.
-CHILD_ALARM = 30
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
 
 pytestmark = pytest.mark.parametrize("backend", ["redis-resp2", "redis-resp3"])
 
-Report = Callable[..., None]
-
-
-class Child:
-    """A forked child running ``body(report)``; the parent reads its reports."""
-
-    def __init__(self, body: Callable[[Report], None]) -> None:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_end)
-            self._run_child(body, write_end)
-        os.close(write_end)
-        self.pid = pid
-        self.exit_code: int | None = None
-        self._reader = os.fdopen(read_end, "rb")
-
-    @staticmethod
-    def _run_child(body: Callable[[Report], None], write_end: int) -> None:
-        code = 1
-        try:
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            signal.alarm(CHILD_ALARM)
-
-            def report(**fields: Any) -> None:
-                os.write(write_end, json.dumps(fields).encode() + b"\n")
-
-            body(report)
-            code = 0
-        except BaseException:
-            with suppress(BaseException):
-                os.write(write_end, json.dumps({"error": traceback.format_exc()}).encode() + b"\n")
-        finally:
-            os._exit(code)
-
-    def next_report(self, timeout: float = WAIT) -> dict[str, Any]:
-        """Return the child's next report; fail if it reports an error or nothing in time."""
-        ready, _, _ = select.select([self._reader], [], [], timeout)
-        assert ready, f"the child reported nothing within {timeout} s"
-        line = self._reader.readline()
-        assert line, f"the child ended without reporting (exit code {self.wait()})"
-        fields: dict[str, Any] = json.loads(line)
-        assert "error" not in fields, f"the child failed:\n{fields['error']}"
-        return fields
-
-    def wait(self, timeout: float = WAIT) -> int:
-        """Return the child's exit code once it has ended."""
-        if self.exit_code is None:
-            deadline = time.monotonic() + timeout
-            while (reaped := os.waitpid(self.pid, os.WNOHANG))[0] == 0:
-                assert time.monotonic() < deadline, f"the child still runs after {timeout} s"
-                time.sleep(0.01)
-            self.exit_code = os.waitstatus_to_exitcode(reaped[1])
-        return self.exit_code
-
-    def kill(self) -> None:
-        if self.exit_code is None:
-            with suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            self.wait()
-        self._reader.close()
-
-
-@contextmanager
-def forked(body: Callable[[Report], None]) -> Iterator[Child]:
-    child = Child(body)
-    try:
-        yield child
-    finally:
-        child.kill()
-
 
 def test_the_child_subscribes_with_its_own_connection_and_thread(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     before = set(threading.enumerate())
     channel = channel_factory(server=server)
@@ -141,8 +64,8 @@ def test_the_child_subscribes_with_its_own_connection_and_thread(
 
 
 def test_a_child_closing_what_it_inherited_leaves_the_parent_alone(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     name = channel_factory.topic_name()
@@ -171,7 +94,9 @@ def _publish_in_child(channel: Any, name: str) -> None:
     channel.topic(name).publish(b"from a multiprocessing child")
 
 
-def test_a_multiprocessing_fork_child_publishes(restartable_redis, channel_factory):
+def test_a_multiprocessing_fork_child_publishes(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     channel = channel_factory(server=restartable_redis)
     name = channel_factory.topic_name()
     with channel.topic(name).subscribe() as parent_sub:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from redis.client import PubSub
@@ -18,6 +20,9 @@ from localservers import RedisServer
 
 from .channel_helpers import both_protocols
 from .waiting import WAIT, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
 
 #: Every byte value, a NUL at each end and invalid UTF-8.
 BINARY = b"\x00" + bytes(range(256)) + b"\xff\xfe\x00"
@@ -47,7 +52,9 @@ def next_message(listener: PubSub) -> tuple[bytes, bytes]:
 
 
 @both_protocols
-def test_the_redis_channel_is_the_bare_topic_name(restartable_redis, channel_factory):
+def test_the_redis_channel_is_the_bare_topic_name(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     channel = channel_factory(server=restartable_redis)
     publisher = restartable_redis.client()
     channel_factory.add_closer(publisher.close)
@@ -61,7 +68,9 @@ def test_the_redis_channel_is_the_bare_topic_name(restartable_redis, channel_fac
 
 
 @both_protocols
-def test_a_prefix_is_opt_in(restartable_redis, channel_factory):
+def test_a_prefix_is_opt_in(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     channel = channel_factory(server=restartable_redis, prefix="app:")
     name = channel_factory.topic_name("jobs")
     prefixed = f"app:{name}"
@@ -87,8 +96,8 @@ def test_a_prefix_is_opt_in(restartable_redis, channel_factory):
 
 @both_protocols
 def test_a_plain_redis_subscriber_receives_what_the_channel_publishes(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     channel = channel_factory(server=restartable_redis)
     name = channel_factory.topic_name()
     client = restartable_redis.client()
@@ -100,14 +109,14 @@ def test_a_plain_redis_subscriber_receives_what_the_channel_publishes(
     for payload in (b"first", b"", BINARY):
         channel.topic(name).publish(payload)
         assert next_message(listener) == (name.encode(), payload)
-    listener.unsubscribe()
+    listener.unsubscribe()  # type: ignore[no-untyped-call]
     listener.close()
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
 def test_a_client_that_decodes_responses_still_delivers_bytes(
-    restartable_redis, no_thread_leaks, protocol
-):
+    restartable_redis: RedisServer, no_thread_leaks: None, protocol: int
+) -> None:
     client = restartable_redis.client(protocol=protocol, decode_responses=True)
     channel = RedisBroadcastChannel(client)
     try:
@@ -123,7 +132,9 @@ def test_a_client_that_decodes_responses_still_delivers_bytes(
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
-def test_from_url_splits_channel_and_client_options(restartable_redis, no_thread_leaks, protocol):
+def test_from_url_splits_channel_and_client_options(
+    restartable_redis: RedisServer, no_thread_leaks: None, protocol: int
+) -> None:
     channel = RedisBroadcastChannel.from_url(
         restartable_redis.url,
         prefix="app:",
@@ -145,7 +156,7 @@ def test_from_url_splits_channel_and_client_options(restartable_redis, no_thread
     assert wait_until(lambda: restartable_redis.clients() == [], 2.0)
 
 
-def test_a_unix_socket_url_works(tmp_path, no_thread_leaks):
+def test_a_unix_socket_url_works(tmp_path: Path, no_thread_leaks: None) -> None:
     # from_url()'s client defaults must suit every URL scheme it accepts.
     socket_path = tmp_path / "redis.sock"
     with RedisServer("--unixsocket", str(socket_path), "--unixsocketperm", "700") as server:

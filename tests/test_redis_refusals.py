@@ -7,6 +7,8 @@ carry; every other subscription keeps working.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from broadcast_app.exceptions import BroadcastChannelError
@@ -14,6 +16,9 @@ from localservers import RedisServer
 
 from .channel_helpers import both_protocols, resp3
 from .waiting import WAIT, holds_for, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
 
 
 def allow_channels(server: RedisServer, pattern: str) -> None:
@@ -23,7 +28,9 @@ def allow_channels(server: RedisServer, pattern: str) -> None:
 
 
 @both_protocols
-def test_recovers_when_redis_closes_the_connection(restartable_redis, channel_factory):
+def test_recovers_when_redis_closes_the_connection(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     topic = channel.topic(channel_factory.topic_name())
@@ -38,7 +45,9 @@ def test_recovers_when_redis_closes_the_connection(restartable_redis, channel_fa
 
 
 @both_protocols
-def test_a_topic_redis_refuses_does_not_disturb_the_others(restartable_redis, channel_factory):
+def test_a_topic_redis_refuses_does_not_disturb_the_others(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     allowed = channel_factory.topic_name("allowed")
     refused = channel_factory.topic_name("refused")
@@ -56,7 +65,9 @@ def test_a_topic_redis_refuses_does_not_disturb_the_others(restartable_redis, ch
 
 
 @both_protocols
-def test_revoking_one_topic_does_not_silence_the_others(restartable_redis, channel_factory):
+def test_revoking_one_topic_does_not_silence_the_others(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     allowed = channel_factory.topic_name("allowed")
     revoked = channel_factory.topic_name("revoked")
@@ -68,7 +79,8 @@ def test_revoking_one_topic_does_not_silence_the_others(restartable_redis, chann
 
         def delivered() -> bool:
             topic.publish(b"probe")
-            return sub.receive(0.2) == b"probe"
+            message: bytes | None = sub.receive(0.2)
+            return message == b"probe"
 
         assert wait_until(delivered, WAIT), "the allowed topic is silent for good"
         # Re-subscribing after the disconnect, Redis refused the revoked topic: its
@@ -79,7 +91,9 @@ def test_revoking_one_topic_does_not_silence_the_others(restartable_redis, chann
 
 
 @resp3
-def test_a_topic_name_redis_cannot_carry_is_refused_at_the_boundary(channel_factory):
+def test_a_topic_name_redis_cannot_carry_is_refused_at_the_boundary(
+    channel_factory: ChannelFactory,
+) -> None:
     channel = channel_factory()
     # A lone surrogate is a valid str but has no UTF-8 encoding, so no Redis channel name.
     with pytest.raises(ValueError, match="topic name"):
@@ -88,8 +102,8 @@ def test_a_topic_name_redis_cannot_carry_is_refused_at_the_boundary(channel_fact
 
 @resp3
 def test_a_topic_name_redis_cannot_carry_leaves_the_reader_working(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     name = channel_factory.topic_name()

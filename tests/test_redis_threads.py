@@ -8,14 +8,18 @@ import warnings
 import weakref
 from collections import defaultdict
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from broadcast_app.exceptions import SubscriptionClosedError
+from localservers import RedisServer
 
 from .channel_helpers import both_protocols, drop_and_collect, publishing, resp3
 from .waiting import PROMPTLY, WAIT, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
 # -- garbage collection ------------------------------------------------------------------------
 
@@ -23,8 +27,11 @@ from .waiting import PROMPTLY, WAIT, wait_until
 @resp3
 @pytest.mark.parametrize("start", ["enter", "receive", "iterate"])
 def test_an_unclosed_subscription_is_released_by_the_collector(
-    restartable_redis, channel_factory, background, start
-):
+    restartable_redis: RedisServer,
+    channel_factory: ChannelFactory,
+    background: type[Task],
+    start: str,
+) -> None:
     channel = channel_factory(server=restartable_redis)
     name = channel_factory.topic_name()
     topic = channel.topic(name)
@@ -57,8 +64,8 @@ def test_an_unclosed_subscription_is_released_by_the_collector(
 
 @resp3
 def test_nothing_keeps_a_subscription_alive_after_traffic_and_a_reconnect(
-    restartable_redis, channel_factory
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     channel = channel_factory(server=restartable_redis)
     name = channel_factory.topic_name()
     topic = channel.topic(name)
@@ -85,8 +92,8 @@ def test_nothing_keeps_a_subscription_alive_after_traffic_and_a_reconnect(
 
 @resp3
 def test_a_subscription_abandoned_in_a_worker_thread_is_released(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     channel = channel_factory(server=restartable_redis)
     name = channel_factory.topic_name()
 
@@ -100,7 +107,9 @@ def test_a_subscription_abandoned_in_a_worker_thread_is_released(
 
 
 @resp3
-def test_a_subscription_never_started_needs_no_release(restartable_redis, channel_factory):
+def test_a_subscription_never_started_needs_no_release(
+    restartable_redis: RedisServer, channel_factory: ChannelFactory
+) -> None:
     channel = channel_factory(server=restartable_redis)
     name = channel_factory.topic_name()
     held: list[Any] = [channel.topic(name).subscribe()]
@@ -116,8 +125,8 @@ def test_a_subscription_never_started_needs_no_release(restartable_redis, channe
 
 @both_protocols
 def test_publishers_in_many_threads_keep_their_order_for_every_process(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     publishers, count = 8, 100
     channel = channel_factory(server=restartable_redis)
     # A second channel on the same server stands for another process.
@@ -149,8 +158,8 @@ def test_publishers_in_many_threads_keep_their_order_for_every_process(
 
 @both_protocols
 def test_subscriptions_made_in_many_threads_at_once_are_all_confirmed(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     threads, topics = 16, 8
     for round_ in range(3):
         # A fresh channel each round: the first joins race with the reader's first connect.
@@ -169,16 +178,14 @@ def test_subscriptions_made_in_many_threads_at_once_are_all_confirmed(
 
         for task in [background(subscribe_and_receive, worker) for worker in range(threads)]:
             task.result(WAIT * 2)
-        assert wait_until(
-            lambda names=names: all(restartable_redis.numsub(n) == 0 for n in names), PROMPTLY
-        )
+        assert wait_until(lambda: all(restartable_redis.numsub(n) == 0 for n in names), PROMPTLY)
         channel.close()
 
 
 @resp3
 def test_close_from_another_thread_while_messages_flow(
-    restartable_redis, channel_factory, background
-):
+    restartable_redis: RedisServer, channel_factory: ChannelFactory, background: type[Task]
+) -> None:
     channel = channel_factory(server=restartable_redis)
     topic = channel.topic(channel_factory.topic_name())
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -19,18 +20,25 @@ from django.test import override_settings
 from broadcast_app import BroadcastChannelError, PublishError
 from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
 from broadcast_app.conf import create_channel
-from localservers import free_port
+from localservers import LocalCluster, RedisServer, free_port
 
 from .django_fixtures import SHARDED
 from .waiting import WAIT, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory
 
 AUTHORIZER = "tests.django_fixtures.allow_all"
 
 single_node = pytest.mark.parametrize("backend", ["sharded"])
 
 
+#: ``own_channels(channel)`` returns ``channel``, to be closed after the test.
+OwnChannels = Callable[[ShardedRedisBroadcastChannel], ShardedRedisBroadcastChannel]
+
+
 @pytest.fixture
-def own_channels() -> Any:
+def own_channels() -> Iterator[OwnChannels]:
     """``own_channels(channel)`` closes ``channel`` after the test."""
     with ExitStack() as stack:
 
@@ -45,7 +53,9 @@ def own_channels() -> Any:
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
-def test_uses_shard_channels_with_either_protocol(redis_server, protocol, own_channels):
+def test_uses_shard_channels_with_either_protocol(
+    redis_server: RedisServer, protocol: int, own_channels: OwnChannels
+) -> None:
     client = redis_server.client(protocol=protocol, decode_responses=True)
     channel = own_channels(ShardedRedisBroadcastChannel(client))
     try:
@@ -67,7 +77,9 @@ def test_uses_shard_channels_with_either_protocol(redis_server, protocol, own_ch
 
 
 @single_node
-def test_prefix_names_the_shard_channel(channel_factory, redis_server):
+def test_prefix_names_the_shard_channel(
+    channel_factory: ChannelFactory, redis_server: RedisServer
+) -> None:
     channel = channel_factory(prefix="app:")
     name = channel_factory.topic_name()
     with channel.topic(name).subscribe() as sub:
@@ -78,7 +90,9 @@ def test_prefix_names_the_shard_channel(channel_factory, redis_server):
 
 
 @single_node
-def test_one_connection_and_one_thread_for_many_topics(channel_factory, restartable_redis):
+def test_one_connection_and_one_thread_for_many_topics(
+    channel_factory: ChannelFactory, restartable_redis: RedisServer
+) -> None:
     # Counts connections: on a server of its own.
     server = restartable_redis
     channel = channel_factory(server=server)
@@ -98,7 +112,11 @@ def test_one_connection_and_one_thread_for_many_topics(channel_factory, restarta
 
 
 @single_node
-def test_reconnects_and_resubscribes_every_topic(channel_factory, restartable_redis, caplog):
+def test_reconnects_and_resubscribes_every_topic(
+    channel_factory: ChannelFactory,
+    restartable_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     channel = channel_factory(server=restartable_redis)
     topics = [channel.topic(channel_factory.topic_name()) for _ in range(600)]
     with ExitStack() as stack:
@@ -114,7 +132,9 @@ def test_reconnects_and_resubscribes_every_topic(channel_factory, restartable_re
     assert "Lost the Redis Pub/Sub connection" in caplog.text
 
 
-def test_publishing_to_a_stopped_server_is_a_publish_error(restartable_redis, own_channels):
+def test_publishing_to_a_stopped_server_is_a_publish_error(
+    restartable_redis: RedisServer, own_channels: OwnChannels
+) -> None:
     channel = own_channels(ShardedRedisBroadcastChannel.from_url(restartable_redis.url))
     topic = channel.topic("stopped")
     restartable_redis.kill()
@@ -129,7 +149,7 @@ def test_publishing_to_a_stopped_server_is_a_publish_error(restartable_redis, ow
 # -- building channels -------------------------------------------------------------------------
 
 
-def test_from_url_of_one_server(restartable_redis, own_channels):
+def test_from_url_of_one_server(restartable_redis: RedisServer, own_channels: OwnChannels) -> None:
     # Counts connections: on a server of its own.
     server = restartable_redis
     before = server.connected_clients()
@@ -153,21 +173,25 @@ def test_from_url_of_one_server(restartable_redis, own_channels):
         ("rediss://user:secret@127.0.0.1:1/0",),
     ],
 )
-def test_a_list_of_urls_is_a_cluster_built_on_first_use(location, own_channels):
+def test_a_list_of_urls_is_a_cluster_built_on_first_use(
+    location: Sequence[str], own_channels: OwnChannels
+) -> None:
     # Nothing listens on these ports: construction must not connect.
     channel = own_channels(ShardedRedisBroadcastChannel.from_url(location))
     assert channel.is_cluster
     assert channel._client is None
 
 
-def test_one_url_is_a_cluster_seed_with_cluster_true(own_channels):
+def test_one_url_is_a_cluster_seed_with_cluster_true(own_channels: OwnChannels) -> None:
     channel = own_channels(
         ShardedRedisBroadcastChannel.from_url("redis://127.0.0.1:1", cluster=True)
     )
     assert channel.is_cluster
 
 
-def test_an_unreachable_cluster_fails_publish_and_subscribe_clearly(own_channels):
+def test_an_unreachable_cluster_fails_publish_and_subscribe_clearly(
+    own_channels: OwnChannels,
+) -> None:
     port = free_port()  # Nothing listens there.
     channel = own_channels(
         ShardedRedisBroadcastChannel.from_url(
@@ -194,13 +218,15 @@ def test_an_unreachable_cluster_fails_publish_and_subscribe_clearly(own_channels
         ("redis://127.0.0.1:1", {"cluster": "yes"}, "True or False"),
     ],
 )
-def test_from_url_rejects_bad_clusters(url, options, message):
+def test_from_url_rejects_bad_clusters(
+    url: str | list[str], options: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         ShardedRedisBroadcastChannel.from_url(url, **options)
 
 
 @pytest.mark.parametrize("client", [None, "redis://x", object()])
-def test_the_client_must_be_a_redis_client(client):
+def test_the_client_must_be_a_redis_client(client: Any) -> None:
     with pytest.raises(TypeError, match=r"redis\.Redis"):
         ShardedRedisBroadcastChannel(client)
 
@@ -208,7 +234,7 @@ def test_the_client_must_be_a_redis_client(client):
 # -- settings ----------------------------------------------------------------------------------
 
 
-def check_ids(**settings: Any) -> list[str]:
+def check_ids(**settings: Any) -> list[str | None]:
     """The ids of the app's check messages under ``settings``, DEBUG and an authorizer."""
     with override_settings(DEBUG=True, BROADCAST_STREAM_AUTHORIZER=AUTHORIZER, **settings):
         return [message.id for message in checks.run_checks(tags=["broadcast_app"])]
@@ -222,7 +248,9 @@ def check_ids(**settings: Any) -> list[str]:
         ("redis://127.0.0.1:1", {"cluster": True, "reinitialize_steps": 1}, True),
     ],
 )
-def test_built_from_settings_without_io(location, options, cluster):
+def test_built_from_settings_without_io(
+    location: object, options: dict[str, Any], cluster: bool
+) -> None:
     # Nothing listens on these ports: neither building nor checking may connect.
     entry = {"BACKEND": SHARDED, "LOCATION": location, "OPTIONS": {"buffer_size": 8, **options}}
     with override_settings(BROADCAST_CHANNELS={"default": entry}):
@@ -247,12 +275,16 @@ def test_built_from_settings_without_io(location, options, cluster):
         (["redis://127.0.0.1:1"], {"db": 3}, "broadcast_app.E003"),
     ],
 )
-def test_bad_settings_are_reported_by_the_checks(location, options, check_id):
+def test_bad_settings_are_reported_by_the_checks(
+    location: object, options: dict[str, Any], check_id: str
+) -> None:
     entry = {"BACKEND": SHARDED, "LOCATION": location, "OPTIONS": options}
     assert check_ids(BROADCAST_CHANNELS={"default": entry}) == [check_id]
 
 
-def test_a_cluster_client_is_accepted_and_never_closed(redis_cluster, own_channels):
+def test_a_cluster_client_is_accepted_and_never_closed(
+    redis_cluster: LocalCluster, own_channels: OwnChannels
+) -> None:
     client = redis_cluster.client()
     try:
         channel = ShardedRedisBroadcastChannel(client, health_check_interval=2)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -26,6 +26,9 @@ from broadcast_app.backends.sharded import ShardedRedisBroadcastChannel
 from localservers import ClusterNodeServer, LocalCluster
 
 from .waiting import WAIT, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
 #: How soon live subscriptions on a failed-over shard must receive again, in seconds.
 FAILOVER_RECOVERY = 15.0
@@ -74,6 +77,7 @@ def receive_again(topic: Any, sub: Any, timeout: float) -> float:
 
 def receive_skipping_pings(sub: Any) -> bytes | None:
     """The next message that is not from ``receive_again()``."""
+    message: bytes | None
     while (message := sub.receive(WAIT)) == b"ping":
         pass
     return message
@@ -83,7 +87,9 @@ def receive_skipping_pings(sub: Any) -> bytes | None:
 
 
 @on_cluster
-def test_one_connection_and_thread_per_shard_with_topics(channel_factory, cluster):
+def test_one_connection_and_thread_per_shard_with_topics(
+    channel_factory: ChannelFactory, cluster: LocalCluster
+) -> None:
     channel = channel_factory()
     primaries = cluster.primaries()
     threads_before = set(reader_threads())
@@ -125,7 +131,9 @@ def test_one_connection_and_thread_per_shard_with_topics(channel_factory, cluste
 
 
 @on_cluster
-def test_only_nodes_serving_subscribed_topics_are_connected(channel_factory, cluster):
+def test_only_nodes_serving_subscribed_topics_are_connected(
+    channel_factory: ChannelFactory, cluster: LocalCluster
+) -> None:
     channel = channel_factory()
     serving, *others = cluster.primaries()
     clients_before = {node: node.connected_clients() for node in others}
@@ -142,7 +150,9 @@ def test_only_nodes_serving_subscribed_topics_are_connected(channel_factory, clu
 
 
 @on_cluster
-def test_idle_shard_readers_use_no_cpu(channel_factory, cluster):
+def test_idle_shard_readers_use_no_cpu(
+    channel_factory: ChannelFactory, cluster: LocalCluster
+) -> None:
     channel = channel_factory()
     tags = [tag for node in cluster.primaries() for tag in cluster.hash_tags_on(node, 3)]
     topics = [channel.topic(channel_factory.topic_name(tag)) for tag in tags]
@@ -162,7 +172,7 @@ def test_idle_shard_readers_use_no_cpu(channel_factory, cluster):
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
-def test_built_from_seed_urls_with_either_protocol(cluster, protocol):
+def test_built_from_seed_urls_with_either_protocol(cluster: LocalCluster, protocol: int) -> None:
     baselines = {node: node.connected_clients() for node in cluster.nodes}
     # Two seeds are enough to discover all nodes.
     channel = ShardedRedisBroadcastChannel.from_url(cluster.seed_urls[:2], protocol=protocol)
@@ -184,7 +194,7 @@ def test_built_from_seed_urls_with_either_protocol(cluster, protocol):
         channel.close()
     # The channel closed the client it built.
     for node, baseline in baselines.items():
-        assert wait_until(lambda n=node, b=baseline: n.connected_clients() <= b, WAIT), node
+        assert wait_until(lambda: node.connected_clients() <= baseline, WAIT), node
 
 
 # -- topology changes --------------------------------------------------------------------------
@@ -192,8 +202,11 @@ def test_built_from_seed_urls_with_either_protocol(cluster, protocol):
 
 @on_cluster
 def test_killed_primary_is_replaced_and_subscriptions_continue(
-    channel_factory, cluster, background, caplog
-):
+    channel_factory: ChannelFactory,
+    cluster: LocalCluster,
+    background: type[Task],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="broadcast_app")
     channel = channel_factory()
     victim, survivor, *_ = cluster.primaries()
@@ -229,7 +242,9 @@ def test_killed_primary_is_replaced_and_subscriptions_continue(
     assert "Lost the Redis Pub/Sub connection" in caplog.text
 
 
-def test_publishing_during_a_failover_fails_after_the_clients_retries(cluster):
+def test_publishing_during_a_failover_fails_after_the_clients_retries(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     victim = cluster.primaries()[0]
     (tag,) = cluster.hash_tags_on(victim, 1)
     retries = 2
@@ -245,11 +260,11 @@ def test_publishing_during_a_failover_fails_after_the_clients_retries(cluster):
 
         def counted_attempt(*args: Any, **kwargs: Any) -> Any:
             attempts.append(time.monotonic())
-            return execute_once(*args, **kwargs)
+            return execute_once(*args, **kwargs)  # type: ignore[no-untyped-call]
 
         # The real client, instrumented where it makes one attempt at a command (how
         # often it refreshes its topology in between differs across redis-py versions).
-        client._execute_command = counted_attempt
+        monkeypatch.setattr(client, "_execute_command", counted_attempt)
         victim.kill()
         with pytest.raises(PublishError, match="failover") as caught:
             topic.publish(b"during")
@@ -272,7 +287,9 @@ def _publishes(topic: Any) -> bool:
 
 
 @on_cluster
-def test_manual_failover_moves_subscriptions_without_reconnecting(channel_factory, cluster, caplog):
+def test_manual_failover_moves_subscriptions_without_reconnecting(
+    channel_factory: ChannelFactory, cluster: LocalCluster, caplog: pytest.LogCaptureFixture
+) -> None:
     channel = channel_factory()
     old_primary = cluster.primaries()[0]
     new_primary = cluster.replica_of(old_primary)
@@ -293,7 +310,9 @@ def test_manual_failover_moves_subscriptions_without_reconnecting(channel_factor
 
 
 @on_cluster
-def test_slot_migration_moves_only_the_moved_topic(channel_factory, cluster, caplog):
+def test_slot_migration_moves_only_the_moved_topic(
+    channel_factory: ChannelFactory, cluster: LocalCluster, caplog: pytest.LogCaptureFixture
+) -> None:
     channel = channel_factory()
     source, target, *_ = cluster.primaries()
     moving_tag, staying_tag = cluster.hash_tags_on(source, 2)

@@ -1,17 +1,16 @@
-"""The Redis Streams backend beyond the contract: expiry, trimming, the shared reader, recovery.
+"""The Redis Streams backend beyond the contract: expiry, trimming, the shared reader.
 
-Replay from a cursor is covered in test_streams_replay.py.
+Recovery is covered in test_streams_recovery.py, replay from a cursor in
+test_streams_replay.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from typing import Any
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -20,9 +19,11 @@ from broadcast_app import BroadcastChannelError, PublishError
 from broadcast_app.backends.streams import StreamsBroadcastChannel
 from localservers import RedisServer
 
-from .channel_helpers import numbered, subscribe_and_deliver
-from .test_redis_fork import forked
+from .channel_helpers import reader_blocked, reader_connections, subscribe_and_deliver
 from .waiting import PROMPTLY, WAIT, holds_for, wait_until
+
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
 
 
 @pytest.fixture(params=["streams", "streams-resp2"])
@@ -36,46 +37,12 @@ def admin(server: RedisServer) -> redis.Redis:
     return server._admin_client()
 
 
-def reader_connections(server: RedisServer) -> list[dict[str, str]]:
-    return [entry for entry in server.clients() if entry["cmd"] == "xread"]
-
-
-@contextmanager
-def refusing_new_connections(server: RedisServer) -> Iterator[None]:
-    """New connections cannot authenticate inside the block; open ones keep working."""
-    admin(server).config_set("requirepass", "not-the-channel's")
-    try:
-        yield
-    finally:
-        admin(server).config_set("requirepass", "")
-
-
-def reader_blocked(server: RedisServer) -> bool:
-    """Whether the reader waits in a blocked XREAD (``CLIENT LIST`` flag ``b``)."""
-    return any("b" in entry["flags"] for entry in reader_connections(server))
-
-
-def kill_reader(server: RedisServer) -> None:
-    (reader,) = reader_connections(server)
-    admin(server).client_kill_filter(_id=reader["id"])
-
-
-@contextmanager
-def reader_away(server: RedisServer) -> Iterator[None]:
-    """Kill the reader's connection and refuse its reconnects inside the block: what is
-    published there is published in its absence. The block ends once a reconnect was
-    refused."""
-    with refusing_new_connections(server):
-        refusals = server.error_replies("NOAUTH")
-        kill_reader(server)
-        yield
-        assert wait_until(lambda: server.error_replies("NOAUTH") > refusals, WAIT)
-
-
 # -- publishing -------------------------------------------------------------------------------
 
 
-def test_every_publish_leaves_the_stream_with_a_ttl(channel_factory, redis_server):
+def test_every_publish_leaves_the_stream_with_a_ttl(
+    channel_factory: ChannelFactory, redis_server: RedisServer
+) -> None:
     channel = channel_factory(retention_seconds=30)
     names = [channel_factory.topic_name() for _ in range(3)]
     for name in names:
@@ -86,7 +53,9 @@ def test_every_publish_leaves_the_stream_with_a_ttl(channel_factory, redis_serve
         assert 25_000 < admin(redis_server).pttl(name) <= 30_000
 
 
-def test_publish_refreshes_the_expiry(channel_factory, redis_server):
+def test_publish_refreshes_the_expiry(
+    channel_factory: ChannelFactory, redis_server: RedisServer
+) -> None:
     channel = channel_factory(retention_seconds=2)
     topic = channel.topic(channel_factory.topic_name())
     topic.publish(b"first")
@@ -95,7 +64,9 @@ def test_publish_refreshes_the_expiry(channel_factory, redis_server):
     assert admin(redis_server).pttl(topic.name) > 1500
 
 
-def test_fractional_retention_is_kept_to_the_millisecond(channel_factory, redis_server):
+def test_fractional_retention_is_kept_to_the_millisecond(
+    channel_factory: ChannelFactory, redis_server: RedisServer
+) -> None:
     channel = channel_factory(retention_seconds=1.5)
     topic = channel.topic(channel_factory.topic_name())
     topic.publish(b"x")
@@ -103,7 +74,9 @@ def test_fractional_retention_is_kept_to_the_millisecond(channel_factory, redis_
 
 
 @pytest.mark.parametrize("maxlen", [None, 100])
-def test_maxlen_trims_each_stream_approximately(channel_factory, redis_server, maxlen):
+def test_maxlen_trims_each_stream_approximately(
+    channel_factory: ChannelFactory, redis_server: RedisServer, maxlen: int
+) -> None:
     channel = channel_factory(maxlen=maxlen)
     topic = channel.topic(channel_factory.topic_name())
     for number in range(1000):
@@ -115,10 +88,13 @@ def test_maxlen_trims_each_stream_approximately(channel_factory, redis_server, m
         # MAXLEN ~ removes whole nodes of up to 100 entries only.
         assert maxlen <= length < maxlen + 101
         last = admin(redis_server).xrevrange(topic.name, count=1)
+        assert last is not None
         assert last[0][1] == {"data": "999"}
 
 
-def test_prefix_names_the_stream_key(channel_factory, redis_server):
+def test_prefix_names_the_stream_key(
+    channel_factory: ChannelFactory, redis_server: RedisServer
+) -> None:
     channel = channel_factory(prefix="app:")
     topic = channel.topic(channel_factory.topic_name())
     with topic.subscribe() as sub:
@@ -128,7 +104,9 @@ def test_prefix_names_the_stream_key(channel_factory, redis_server):
     assert admin(redis_server).exists(topic.name) == 0
 
 
-def test_publish_to_an_unreachable_redis_raises_publish_error(channel_factory, restartable_redis):
+def test_publish_to_an_unreachable_redis_raises_publish_error(
+    channel_factory: ChannelFactory, restartable_redis: RedisServer
+) -> None:
     # from_url's client fails within about a second.
     channel = StreamsBroadcastChannel.from_url(restartable_redis.url)
     channel_factory.add_closer(channel.close)
@@ -142,7 +120,9 @@ def test_publish_to_an_unreachable_redis_raises_publish_error(channel_factory, r
     assert time.monotonic() - started < 3.0
 
 
-def test_publish_to_a_key_that_is_not_a_stream_raises_publish_error(channel, redis_server):
+def test_publish_to_a_key_that_is_not_a_stream_raises_publish_error(
+    channel: Any, redis_server: RedisServer
+) -> None:
     name = f"string:{time.monotonic_ns()}"
     admin(redis_server).set(name, "not a stream", ex=60)
     with pytest.raises(PublishError, match="WRONGTYPE"):
@@ -152,7 +132,9 @@ def test_publish_to_a_key_that_is_not_a_stream_raises_publish_error(channel, red
 # -- receiving --------------------------------------------------------------------------------
 
 
-def test_entries_written_by_other_clients_are_delivered(channel, topic_name, redis_server):
+def test_entries_written_by_other_clients_are_delivered(
+    channel: Any, topic_name: str, redis_server: RedisServer
+) -> None:
     with channel.topic(topic_name).subscribe() as sub:
         admin(redis_server).xadd(topic_name, {"data": "plain"})
         admin(redis_server).xadd(topic_name, {"kind": "note", "data": "data wins"})
@@ -162,8 +144,8 @@ def test_entries_written_by_other_clients_are_delivered(channel, topic_name, red
 
 
 def test_a_key_that_is_not_a_stream_fails_its_subscription_only(
-    channel_factory, redis_server, caplog
-):
+    channel_factory: ChannelFactory, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
     channel = channel_factory(subscribe_timeout=0.5)
     bad = channel_factory.topic_name("string")
     admin(redis_server).set(bad, "not a stream", ex=60)
@@ -176,7 +158,9 @@ def test_a_key_that_is_not_a_stream_fails_its_subscription_only(
     assert any("not a stream" in record.getMessage() for record in caplog.records)
 
 
-def test_a_key_replaced_by_another_type_stops_only_its_topic(channel, redis_server, caplog):
+def test_a_key_replaced_by_another_type_stops_only_its_topic(
+    channel: Any, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
     names = [f"replaced:{time.monotonic_ns()}", f"kept:{time.monotonic_ns()}"]
     with ExitStack() as stack:
         replaced, kept = (stack.enter_context(channel.topic(n).subscribe()) for n in names)
@@ -191,7 +175,9 @@ def test_a_key_replaced_by_another_type_stops_only_its_topic(channel, redis_serv
         assert kept.receive(WAIT) == b"read after"
 
 
-def test_a_client_that_decodes_responses_still_carries_bytes(channel_factory, redis_server):
+def test_a_client_that_decodes_responses_still_carries_bytes(
+    channel_factory: ChannelFactory, redis_server: RedisServer
+) -> None:
     client = redis_server.client(decode_responses=True)
     channel_factory.add_closer(client.close)
     channel = StreamsBroadcastChannel(client)
@@ -214,8 +200,8 @@ def test_a_client_that_decodes_responses_still_carries_bytes(channel_factory, re
 
 
 def test_one_reader_connection_and_thread_for_1000_subscriptions(
-    channel_factory, restartable_redis, background
-):
+    channel_factory: ChannelFactory, restartable_redis: RedisServer, background: type[Task]
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server)
     names = [channel_factory.topic_name() for _ in range(100)]
@@ -229,7 +215,9 @@ def test_one_reader_connection_and_thread_for_1000_subscriptions(
         assert server.connected_clients() - connections_before <= 2
 
 
-def test_new_and_left_topics_interrupt_the_blocked_read(channel_factory, restartable_redis):
+def test_new_and_left_topics_interrupt_the_blocked_read(
+    channel_factory: ChannelFactory, restartable_redis: RedisServer
+) -> None:
     """The read blocks for the health-check interval; topic changes must not wait for it."""
     server = restartable_redis
     channel = channel_factory(server=server, health_check_interval=60)
@@ -246,12 +234,12 @@ def test_new_and_left_topics_interrupt_the_blocked_read(channel_factory, restart
                 assert wait_until(lambda: reader_blocked(server), WAIT)  # Reading again.
                 reads = server.command_calls("xread")
             # Leaving re-issues the read without the topic, well before the block ends.
-            assert wait_until(lambda r=reads: server.command_calls("xread") > r, PROMPTLY)
+            assert wait_until(lambda: server.command_calls("xread") > reads, PROMPTLY)
 
 
 def test_closing_the_channel_is_prompt_while_the_reader_blocks(
-    channel_factory, restartable_redis, background
-):
+    channel_factory: ChannelFactory, restartable_redis: RedisServer, background: type[Task]
+) -> None:
     channel = channel_factory(server=restartable_redis, health_check_interval=60)
     topic = channel.topic(channel_factory.topic_name())
     with topic.subscribe() as sub:
@@ -263,7 +251,9 @@ def test_closing_the_channel_is_prompt_while_the_reader_blocks(
         assert consumer.result(PROMPTLY) == []
 
 
-def test_idle_subscriptions_cost_no_reads(channel_factory, restartable_redis):
+def test_idle_subscriptions_cost_no_reads(
+    channel_factory: ChannelFactory, restartable_redis: RedisServer
+) -> None:
     server = restartable_redis
     channel = channel_factory(server=server, health_check_interval=60)
     with ExitStack() as stack:
@@ -274,126 +264,10 @@ def test_idle_subscriptions_cost_no_reads(channel_factory, restartable_redis):
         assert holds_for(lambda: server.command_calls("xread") == reads, 0.5)
 
 
-# -- recovery ---------------------------------------------------------------------------------
-
-
-def receive_all(sub: Any, count: int) -> list[bytes | None]:
-    return [sub.receive(WAIT) for _ in range(count)]
-
-
-def test_a_killed_reader_connection_resumes_without_loss(
-    channel_factory, restartable_redis, caplog
-):
-    caplog.set_level(logging.INFO, logger="broadcast_app")
-    channel = channel_factory(server=restartable_redis)
-    topic = channel.topic(channel_factory.topic_name())
-    with topic.subscribe() as sub:
-        topic.publish(b"before")
-        assert sub.receive(WAIT) == b"before"
-        with reader_away(restartable_redis):
-            for payload in numbered(300):
-                topic.publish(payload)
-        assert receive_all(sub, 300) == numbered(300)
-        topic.publish(b"after")
-        assert sub.receive(WAIT) == b"after"
-        assert (sub.gaps, sub.dropped) == (0, 0)
-    messages = [(record.levelno, record.getMessage()) for record in caplog.records]
-    assert any(level == logging.WARNING and "reconnecting" in m for level, m in messages)
-    assert any(level == logging.INFO and "Reconnected" in m for level, m in messages)
-
-
-def test_a_frozen_server_is_detected_and_the_reader_resumes(
-    channel_factory, restartable_redis, caplog
-):
-    channel = channel_factory(server=restartable_redis, health_check_interval=0.2)
-    topic = channel.topic(channel_factory.topic_name())
-    publisher = restartable_redis.client()
-    channel_factory.add_closer(publisher.close)
-    with topic.subscribe() as sub:
-        publisher.xadd(topic.name, {"data": "before"})
-        assert sub.receive(WAIT) == b"before"
-        restartable_redis.pause()
-        try:
-            # Twice the interval without a reply: the reader drops the connection.
-            assert wait_until(lambda: "no reply" in caplog.text, WAIT)
-        finally:
-            restartable_redis.resume()
-        with refusing_new_connections(restartable_redis):
-            for payload in numbered(50):
-                publisher.xadd(topic.name, {"data": payload})
-        assert receive_all(sub, 50) == numbered(50)
-        assert sub.gaps == 0
-
-
-def test_entries_trimmed_while_the_reader_was_away_count_as_a_gap(
-    channel_factory, restartable_redis
-):
-    channel = channel_factory(server=restartable_redis, maxlen=10)
-    topic, other = (channel.topic(channel_factory.topic_name()) for _ in range(2))
-    with topic.subscribe() as trimmed, other.subscribe() as untouched:
-        topic.publish(b"seen")
-        assert trimmed.receive(WAIT) == b"seen"
-        with reader_away(restartable_redis):
-            for payload in numbered(500):
-                topic.publish(payload)
-            other.publish(b"kept")
-        assert wait_until(lambda: trimmed.gaps == 1, WAIT)
-        assert untouched.receive(WAIT) == b"kept"
-        assert untouched.gaps == 0
-        # What is still retained arrives, in order, ending with the newest.
-        got = []
-        while (message := trimmed.receive(0.5)) is not None:
-            got.append(message)
-        assert 10 <= len(got) < 500
-        assert got == numbered(len(got), 500 - len(got))
-
-
-def test_a_restarted_server_counts_as_a_gap_and_the_subscription_goes_on(
-    channel_factory, restartable_redis
-):
-    channel = channel_factory(server=restartable_redis)
-    topic = channel.topic(channel_factory.topic_name())
-    with topic.subscribe() as sub:
-        topic.publish(b"before")
-        assert sub.receive(WAIT) == b"before"
-        restartable_redis.kill()
-        restartable_redis.restart()
-        assert wait_until(lambda: sub.gaps == 1, WAIT)
-        topic.publish(b"after")
-        assert sub.receive(WAIT) == b"after"
-
-
-def test_a_forked_child_reads_with_its_own_reader(channel_factory, restartable_redis):
-    channel = channel_factory(server=restartable_redis)
-    topic = channel.topic(channel_factory.topic_name())
-
-    def child_body(report: Any) -> None:
-        with topic.subscribe() as sub:
-            report(ready=True)
-            message = sub.receive(WAIT)
-            report(got=message.decode() if message else None)
-        channel.close()
-        report(closed=True)
-
-    with topic.subscribe() as parent:
-        topic.publish(b"before the fork")
-        assert parent.receive(WAIT) == b"before the fork"
-        with forked(child_body) as child:
-            assert child.next_report() == {"ready": True}
-            topic.publish(b"to both")
-            assert child.next_report() == {"got": "to both"}
-            assert child.next_report() == {"closed": True}
-            assert child.wait() == 0
-        assert parent.receive(WAIT) == b"to both"
-        topic.publish(b"the parent reads on")
-        assert parent.receive(WAIT) == b"the parent reads on"
-        assert len(reader_connections(restartable_redis)) == 1
-
-
 # -- configuration ----------------------------------------------------------------------------
 
 
-def test_from_url_sorts_channel_and_client_options(redis_server):
+def test_from_url_sorts_channel_and_client_options(redis_server: RedisServer) -> None:
     channel = StreamsBroadcastChannel.from_url(
         redis_server.url, retention_seconds=5, maxlen=50, prefix="p:", socket_timeout=3
     )
@@ -412,7 +286,7 @@ def test_from_url_sorts_channel_and_client_options(redis_server):
     "options",
     [{"retention_seconds": 0}, {"retention_seconds": -1}, {"maxlen": 0}, {"maxlen": 1.5}],
 )
-def test_bad_options_are_rejected(redis_server, options):
+def test_bad_options_are_rejected(redis_server: RedisServer, options: dict[str, Any]) -> None:
     client = redis_server.client()
     try:
         with pytest.raises(ValueError, match=next(iter(options))):

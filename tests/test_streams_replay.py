@@ -8,7 +8,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,6 +28,9 @@ from localservers import RedisServer
 from .channel_helpers import numbered
 from .waiting import PROMPTLY, WAIT, wait_until
 
+if TYPE_CHECKING:
+    from .conftest import ChannelFactory, Task
+
 MAX = 2**64 - 1
 
 
@@ -36,15 +39,6 @@ def backend(request: pytest.FixtureRequest) -> str:
     """Every test here runs on the Streams backend, over RESP3 and RESP2."""
     name: str = request.param
     return name
-
-
-def stored_ids(server: RedisServer, key: str, after: str = "0-0") -> list[str]:
-    """IDs of the stream's retained entries after ``after``, oldest first."""
-    ids: list[str] = []
-    while page := server._admin_client().xrange(key, f"({after}", "+", count=1000):
-        ids += [entry_id for entry_id, _ in page]
-        after = ids[-1]
-    return ids
 
 
 def receive_until_quiet(sub: Any, quiet: float = 0.5) -> list[Message]:
@@ -62,7 +56,9 @@ def assert_strictly_increasing(messages: list[Message]) -> None:
 # -- replay, then live ------------------------------------------------------------------------
 
 
-def test_replay_from_the_origin_then_live(channel, topic_name, redis_server):
+def test_replay_from_the_origin_then_live(
+    channel: Any, topic_name: str, redis_server: RedisServer
+) -> None:
     topic = channel.topic(topic_name)
     for payload in numbered(50):
         topic.publish(payload)
@@ -74,23 +70,25 @@ def test_replay_from_the_origin_then_live(channel, topic_name, redis_server):
         assert (sub.gaps, sub.dropped) == (0, 0)
     messages = [*replayed, live]
     assert [m.payload for m in messages] == [*numbered(50), b"live"]
-    assert [m.cursor for m in messages] == stored_ids(redis_server, topic_name)
+    assert [m.cursor for m in messages] == redis_server.stream_ids(topic_name)
 
 
-def test_replay_from_a_mid_cursor_then_live(channel, topic_name, redis_server):
+def test_replay_from_a_mid_cursor_then_live(
+    channel: Any, topic_name: str, redis_server: RedisServer
+) -> None:
     topic = channel.topic(topic_name)
     for payload in numbered(100):
         topic.publish(payload)
-    cursor = stored_ids(redis_server, topic_name)[39]
+    cursor = redis_server.stream_ids(topic_name)[39]
     with topic.subscribe(cursor=cursor) as sub:
         topic.publish(b"live")
         got = receive_until_quiet(sub)
         assert sub.gaps == 0
     assert [m.payload for m in got] == [*numbered(60, 40), b"live"]
-    assert [m.cursor for m in got] == stored_ids(redis_server, topic_name, cursor)
+    assert [m.cursor for m in got] == redis_server.stream_ids(topic_name, cursor)
 
 
-def test_a_consumer_resuming_from_its_cursor_misses_nothing(channel, topic_name):
+def test_a_consumer_resuming_from_its_cursor_misses_nothing(channel: Any, topic_name: str) -> None:
     """The at-least-once story: remember the last cursor, subscribe again from it later."""
     topic = channel.topic(topic_name)
     with topic.subscribe() as first:
@@ -107,15 +105,18 @@ def test_a_consumer_resuming_from_its_cursor_misses_nothing(channel, topic_name)
 
 @pytest.mark.parametrize("buffer_size", [16, 4096], ids=["held-back-messages-dropped", "kept"])
 def test_concurrent_publishers_during_a_long_replay_leave_no_seam(
-    channel_factory, redis_server, background, buffer_size
-):
+    channel_factory: ChannelFactory,
+    redis_server: RedisServer,
+    background: type[Task],
+    buffer_size: int,
+) -> None:
     channel = channel_factory(buffer_size=buffer_size)
     topic = channel.topic(channel_factory.topic_name())
     pipe = redis_server._admin_client().pipeline(transaction=False)
     for number in range(4 * REPLAY_PAGE + 17):
         pipe.xadd(topic.name, {"data": f"backlog {number}"})
     pipe.execute()
-    cursor = stored_ids(redis_server, topic.name)[100]
+    cursor = redis_server.stream_ids(topic.name)[100]
     done = threading.Event()
 
     def publish(publisher: int) -> int:
@@ -146,12 +147,12 @@ def test_concurrent_publishers_during_a_long_replay_leave_no_seam(
         assert already_listening.receive(0) is not None
     assert published > 0
     assert_strictly_increasing(got)
-    assert [m.cursor for m in got] == stored_ids(redis_server, topic.name, cursor)
+    assert [m.cursor for m in got] == redis_server.stream_ids(topic.name, cursor)
 
 
 def test_live_messages_dropped_while_the_replay_catches_up_are_read_from_redis(
-    channel_factory, redis_server, monkeypatch
-):
+    channel_factory: ChannelFactory, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Forces the race the hand-over must survive: right after the replay's last read,
     more messages arrive than the held-back buffer keeps."""
     channel = channel_factory(buffer_size=2)
@@ -177,10 +178,12 @@ def test_live_messages_dropped_while_the_replay_catches_up_are_read_from_redis(
         assert (sub.gaps, sub.dropped) == (0, 0)
     assert injected.is_set()
     assert [m.payload for m in got] == [*numbered(10), *numbered(5, 100)]
-    assert [m.cursor for m in got] == stored_ids(redis_server, topic.name)
+    assert [m.cursor for m in got] == redis_server.stream_ids(topic.name)
 
 
-def test_live_messages_the_replay_got_first_are_not_repeated(channel, topic_name, monkeypatch):
+def test_live_messages_the_replay_got_first_are_not_repeated(
+    channel: Any, topic_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The reader thread may deliver entries after the replay read them from Redis."""
     topic = channel.topic(topic_name)
     for payload in numbered(5):
@@ -208,7 +211,7 @@ def test_live_messages_the_replay_got_first_are_not_repeated(channel, topic_name
     assert rest == [b"live"]
 
 
-def test_replay_through_iteration_and_plain_receive(channel, topic_name):
+def test_replay_through_iteration_and_plain_receive(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     for payload in numbered(10):
         topic.publish(payload)
@@ -226,7 +229,7 @@ def test_replay_through_iteration_and_plain_receive(channel, topic_name):
         sub.close()
 
 
-def test_async_replay_then_live(channel, topic_name):
+def test_async_replay_then_live(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     for payload in numbered(REPLAY_PAGE + 5):
         topic.publish(payload)
@@ -247,17 +250,21 @@ def test_async_replay_then_live(channel, topic_name):
     assert rest == [*numbered(5, REPLAY_PAGE), b"live"]
 
 
-def test_cursor_at_the_end_replays_nothing(channel, topic_name, redis_server):
+def test_cursor_at_the_end_replays_nothing(
+    channel: Any, topic_name: str, redis_server: RedisServer
+) -> None:
     topic = channel.topic(topic_name)
     topic.publish(b"old")
-    (last,) = stored_ids(redis_server, topic_name)
+    (last,) = redis_server.stream_ids(topic_name)
     with topic.subscribe(cursor=last) as sub:
         assert sub.receive(0.1) is None
         topic.publish(b"new")
         assert sub.receive(WAIT) == b"new"
 
 
-def test_messages_up_to_a_cursor_ahead_of_the_stream_are_skipped(channel, topic_name):
+def test_messages_up_to_a_cursor_ahead_of_the_stream_are_skipped(
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe(cursor=f"{MAX}-{MAX}") as sub:
         topic.publish(b"before the cursor")
@@ -267,11 +274,13 @@ def test_messages_up_to_a_cursor_ahead_of_the_stream_are_skipped(channel, topic_
 # -- gaps -------------------------------------------------------------------------------------
 
 
-def test_a_cursor_older_than_the_retained_history_is_a_gap(channel_factory, redis_server):
+def test_a_cursor_older_than_the_retained_history_is_a_gap(
+    channel_factory: ChannelFactory, redis_server: RedisServer
+) -> None:
     channel = channel_factory(maxlen=10)
     topic = channel.topic(channel_factory.topic_name())
     topic.publish(b"first")
-    (cursor,) = stored_ids(redis_server, topic.name)
+    (cursor,) = redis_server.stream_ids(topic.name)
     for payload in numbered(300):
         topic.publish(payload)
     with topic.subscribe(cursor=cursor) as sub:
@@ -281,7 +290,9 @@ def test_a_cursor_older_than_the_retained_history_is_a_gap(channel_factory, redi
     assert got == numbered(len(got), 300 - len(got))
 
 
-def test_a_cursor_on_a_missing_stream_is_a_gap_unless_it_is_the_origin(channel, topic_name):
+def test_a_cursor_on_a_missing_stream_is_a_gap_unless_it_is_the_origin(
+    channel: Any, topic_name: str
+) -> None:
     topic = channel.topic(topic_name)
     with (
         topic.subscribe(cursor="1700000000000-0") as expired,
@@ -305,29 +316,31 @@ def test_a_cursor_on_a_missing_stream_is_a_gap_unless_it_is_the_origin(channel, 
         f"{MAX + 1}-0", f"0-{MAX + 1}", "1" * 21 + "-0", "1-0" * 10_000,
     ],
 )  # fmt: skip
-def test_malformed_cursors_are_value_errors_before_any_io(channel, topic_name, bad):
+def test_malformed_cursors_are_value_errors_before_any_io(
+    channel: Any, topic_name: str, bad: object
+) -> None:
     with pytest.raises(ValueError, match="cursor") as raised:
         channel.topic(topic_name).subscribe(cursor=bad)
     assert len(str(raised.value)) < 200
 
 
 @pytest.mark.parametrize("bad", [b"1-0", 1, 1.0, ["1-0"]])
-def test_cursors_must_be_str(channel, topic_name, bad):
+def test_cursors_must_be_str(channel: Any, topic_name: str, bad: object) -> None:
     with pytest.raises(TypeError, match="cursor"):
         channel.topic(topic_name).subscribe(cursor=bad)
 
 
 @pytest.mark.parametrize("good", ["0-0", "0-1", "0001-0002", f"{MAX}-{MAX}", f"{MAX}-0"])
-def test_extreme_cursors_are_accepted(channel, topic_name, good):
+def test_extreme_cursors_are_accepted(channel: Any, topic_name: str, good: str) -> None:
     with channel.topic(topic_name).subscribe(cursor=good) as sub:
         assert sub.receive_with_cursor(0) is None
 
 
-def test_stream_message_is_a_small_frozen_value(channel, topic_name):
+def test_stream_message_is_a_small_frozen_value(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     with topic.subscribe() as sub:
         topic.publish(bytearray(b"payload"))
-        message = sub.receive_with_cursor(WAIT)
+        message: Message | None = sub.receive_with_cursor(WAIT)
     assert message is not None
     assert type(message.payload) is bytes
     assert type(message.cursor) is str
@@ -338,7 +351,7 @@ def test_stream_message_is_a_small_frozen_value(channel, topic_name):
     assert hash(message) == hash(Message(b"payload", message.cursor))
 
 
-def test_the_types_tell_cursor_capable_topics_apart(channel, topic_name):
+def test_the_types_tell_cursor_capable_topics_apart(channel: Any, topic_name: str) -> None:
     topic = channel.topic(topic_name)
     assert isinstance(topic, CursorTopic)
     sub = topic.subscribe(cursor="0-0")
@@ -348,7 +361,9 @@ def test_the_types_tell_cursor_capable_topics_apart(channel, topic_name):
 
 
 @pytest.mark.parametrize("timeout", [0.05, 0.3])
-def test_receive_with_cursor_returns_none_after_the_timeout(channel, topic_name, timeout):
+def test_receive_with_cursor_returns_none_after_the_timeout(
+    channel: Any, topic_name: str, timeout: float
+) -> None:
     async def areceive(sub: Any) -> Message | None:
         return await sub.areceive_with_cursor(timeout)  # type: ignore[no-any-return]
 
@@ -362,7 +377,9 @@ def test_receive_with_cursor_returns_none_after_the_timeout(channel, topic_name,
 # -- closing and failures ---------------------------------------------------------------------
 
 
-def test_close_during_a_replay_is_prompt(channel, topic_name, redis_server, background):
+def test_close_during_a_replay_is_prompt(
+    channel: Any, topic_name: str, redis_server: RedisServer, background: type[Task]
+) -> None:
     pipe = redis_server._admin_client().pipeline(transaction=False)
     for number in range(20 * REPLAY_PAGE):
         pipe.xadd(topic_name, {"data": number})
@@ -388,7 +405,9 @@ def test_close_during_a_replay_is_prompt(channel, topic_name, redis_server, back
     assert list(sub) == []
 
 
-def test_a_replay_that_cannot_read_raises_and_can_be_resumed(channel_factory, restartable_redis):
+def test_a_replay_that_cannot_read_raises_and_can_be_resumed(
+    channel_factory: ChannelFactory, restartable_redis: RedisServer
+) -> None:
     channel = StreamsBroadcastChannel.from_url(restartable_redis.url)
     channel_factory.add_closer(channel.close)
     channel_factory.redis_server(restartable_redis)

@@ -5,6 +5,7 @@ ends the command in time with a reason that keeps the password secret."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from typing import Any
@@ -15,7 +16,7 @@ from django.core.management import CommandError, call_command
 from broadcast_app import get_channel
 from localservers import free_port
 
-from .django_fixtures import MEMORY, REDIS, SHARDED, STREAMS
+from .django_fixtures import MEMORY, REDIS, SHARDED, STREAMS, live_topics
 from .waiting import WAIT, wait_until
 
 REDIS_BACKENDS = {"pubsub": REDIS, "sharded": SHARDED, "streams": STREAMS}
@@ -54,7 +55,7 @@ def test_text_output_escapes_what_would_act_on_a_terminal(settings: Any, several
     topic = "chat:\u202eroom"
     topics = [topic, "other"] if several else [topic]
     thread, stdout, _ = tail_in_thread(*topics, "--count", str(len(HOSTILE)))
-    assert wait_until(lambda: sorted(get_channel().hub.topics()) == sorted(topics), WAIT), (
+    assert wait_until(lambda: sorted(live_topics()) == sorted(topics), WAIT), (
         "tail_topic did not subscribe"
     )
     for payload in HOSTILE:
@@ -108,3 +109,24 @@ def test_unreachable_redis_is_named_without_its_password(settings: Any, backend:
     with pytest.raises(CommandError) as raised:
         call_command("tail_topic", "news", stdout=io.StringIO(), stderr=stderr)
     assert_refused(raised, stderr.getvalue(), where)
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_named_events_show_their_name_escaped(settings: Any, output: str) -> None:
+    settings.BROADCAST_CHANNELS = {"default": {"BACKEND": MEMORY}}
+    thread, stdout, _ = tail_in_thread("news", "--count", "2", "--format", output)
+    assert wait_until(lambda: get_channel().stats()["subscriptions"] == 1, WAIT), (
+        "tail_topic did not subscribe"
+    )
+    topic = get_channel().topic("news")
+    topic.publish(b"\x1b[2J", event="alert\u202e")
+    topic.publish(b"plain")
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    if output == "text":
+        assert stdout.getvalue().splitlines() == ["<alert\\u202e> \\x1b[2J", "plain"]
+    else:
+        first, second = (json.loads(line) for line in stdout.getvalue().splitlines())
+        assert (first["event"], first["payload"]) == ("alert\u202e", "\x1b[2J")
+        assert "event" not in second
+        assert stdout.getvalue().isascii()

@@ -14,6 +14,7 @@ import pytest
 
 from broadcast_app import PublishError, get_channel, send_event
 from broadcast_app.testing import capture_messages
+from localservers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY = {"BACKEND": "broadcast_app.backends.memory.InMemoryBroadcastChannel"}
@@ -26,7 +27,7 @@ BACKENDS = {
 
 @pytest.fixture(params=list(BACKENDS))
 def configured(request: pytest.FixtureRequest, settings: Any, redis_server: Any) -> str:
-    backend = request.param
+    backend: str = request.param
     entry: dict[str, Any] = {"BACKEND": BACKENDS[backend]}
     if backend != "memory":
         entry["LOCATION"] = redis_server.url
@@ -34,7 +35,7 @@ def configured(request: pytest.FixtureRequest, settings: Any, redis_server: Any)
     return backend
 
 
-def test_capture_holds_what_the_block_published_in_order(configured):
+def test_capture_holds_what_the_block_published_in_order(configured: str) -> None:
     topic = get_channel().topic("capture:order")
     topic.publish(b"before")
     with capture_messages("capture:order") as messages:
@@ -49,7 +50,7 @@ def test_capture_holds_what_the_block_published_in_order(configured):
     assert messages.events == [None, "progress", None]
 
 
-def test_capture_records_publishes_of_every_thread(configured):
+def test_capture_records_publishes_of_every_thread(configured: str) -> None:
     topic = get_channel().topic("capture:threads")
     with capture_messages("capture:threads") as messages:
         threads = [
@@ -62,7 +63,7 @@ def test_capture_records_publishes_of_every_thread(configured):
     assert sorted(messages) == [b"%d" % index for index in range(8)]
 
 
-def test_capture_leaves_out_a_publish_that_failed(settings: Any, restartable_redis: Any):
+def test_capture_leaves_out_a_publish_that_failed(settings: Any, restartable_redis: Any) -> None:
     settings.BROADCAST_CHANNELS = {
         "default": {
             "BACKEND": BACKENDS["redis"],
@@ -79,13 +80,15 @@ def test_capture_leaves_out_a_publish_that_failed(settings: Any, restartable_red
     assert messages == [b"delivered"]
 
 
-def test_capture_refuses_a_bad_topic_name(settings: Any):
+def test_capture_refuses_a_bad_topic_name(settings: Any) -> None:
     settings.BROADCAST_CHANNELS = {"default": MEMORY}
     with pytest.raises(ValueError, match="topic name"), capture_messages("bad\nname"):
         pass
 
 
-def test_the_plugin_gives_each_test_a_private_in_memory_channel(tmp_path: Path, redis_server):
+def test_the_plugin_gives_each_test_a_private_in_memory_channel(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
     """Run through pytest's entry point in a new process, as a user's project would."""
     (tmp_path / "test_user_project.py").write_text(
         textwrap.dedent(
@@ -115,8 +118,10 @@ def test_the_plugin_gives_each_test_a_private_in_memory_channel(tmp_path: Path, 
         "REDIS_URL": redis_server.url,  # The project's own channel is Redis...
         "PYTHONPATH": str(ROOT),
     }
+    # In the order written, whatever plugins the outer run has: the second test checks
+    # what the first left.
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
          "--rootdir", str(tmp_path), str(tmp_path)],
         cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip

@@ -9,7 +9,6 @@ import contextlib
 import itertools
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,7 +22,17 @@ from broadcast_app.backends.streams import StreamsBroadcastChannel
 from broadcast_app.views import BroadcastStreamView, EventStreamResponse
 from localservers import RedisServer
 
-from .django_fixtures import Event, SSEParser, WebServer, parse_events, streams_channels
+from .django_fixtures import (
+    Event,
+    SSEParser,
+    WebServer,
+    async_chunks,
+    live_topics,
+    new_topic,
+    parse_events,
+    streams_channels,
+    sync_chunks,
+)
 from .waiting import WAIT, holds_for, wait_until
 
 
@@ -35,20 +44,6 @@ def streams_settings(settings: Any, redis_server: RedisServer) -> Any:
     settings.BROADCAST_STREAM_HEARTBEAT = 0.05
     # Restoring the settings afterwards closes these channels and their subscriptions.
     return settings
-
-
-def new_topic() -> str:
-    return f"public:{uuid.uuid4().hex[:12]}"
-
-
-def stored_ids(server: RedisServer, key: str) -> list[str]:
-    """IDs of the entries of stream ``key``, oldest first."""
-    with server.client() as client:  # Not decoding: payloads may be any bytes.
-        return [entry_id.decode() for entry_id, _ in client.xrange(key)]
-
-
-def live_topics(alias: str = "default") -> list[str]:
-    return get_channel(alias).hub.topics()
 
 
 class IdParser(SSEParser):
@@ -110,10 +105,12 @@ def messages(payloads: list[bytes], ids: list[str]) -> list[tuple[Event, str]]:
     ]
 
 
-def open_stream(client: Client, path: str, **headers: str) -> tuple[EventStreamResponse, Any]:
+def open_stream(
+    client: Client, path: str, **headers: str
+) -> tuple[EventStreamResponse, Iterator[bytes]]:
     response = client.get(path, headers=headers)
     assert isinstance(response, EventStreamResponse), (response.status_code, response.content)
-    return response, iter(response.streaming_content)
+    return response, sync_chunks(response)
 
 
 # -- framing ---------------------------------------------------------------------------------
@@ -147,7 +144,7 @@ def test_events_carry_their_cursor_and_a_reconnection_gets_exactly_what_it_misse
     for payload in (b"0", b"1"):
         channel_topic.publish(payload)
     first = reader.read(chunks, 2)
-    assert first == messages([b"0", b"1"], stored_ids(redis_server, topic))
+    assert first == messages([b"0", b"1"], redis_server.stream_ids(topic))
     response.close()  # The browser went away...
     assert live_topics() == []
 
@@ -159,7 +156,7 @@ def test_events_carry_their_cursor_and_a_reconnection_gets_exactly_what_it_misse
     live = reader.read(chunks, 1)
     # Exactly the missed ones, then live: no gap event, no duplicate.
     assert [*missed, *live] == messages(
-        [b"2", b"3", b"4", b"5"], stored_ids(redis_server, topic)[2:]
+        [b"2", b"3", b"4", b"5"], redis_server.stream_ids(topic)[2:]
     )
     response.close()
     assert live_topics() == []
@@ -186,14 +183,14 @@ def test_query_parameter_is_the_fallback_of_the_header(
     channel_topic = get_channel().topic(topic)
     for payload in (b"a", b"b", b"c"):
         channel_topic.publish(payload)
-    ids = stored_ids(redis_server, topic)
+    ids = redis_server.stream_ids(topic)
     cursors = {"first": ids[0], "second": ids[1]}
     headers = {name: value.format(**cursors) for name, value in headers.items()}
     response, chunks = open_stream(
         client, f"/broadcast/{topic}{query.format(**cursors)}", **headers
     )
     channel_topic.publish(b"live")
-    ids = stored_ids(redis_server, topic)
+    ids = redis_server.stream_ids(topic)
     expected = [*replayed, b"live"]
     assert Reader().read(chunks, len(expected)) == messages(expected, ids[-len(expected) :])
     response.close()
@@ -206,18 +203,18 @@ def test_asgi_stream_resumes_after_the_last_event_id(redis_server: RedisServer) 
         channel_topic = get_channel().topic(topic)
         for payload in (b"old", b"missed 1", b"missed 2"):
             await channel_topic.apublish(payload)
-        ids = stored_ids(redis_server, topic)
+        ids = redis_server.stream_ids(topic)
         response = await AsyncClient().get(f"/broadcast/{topic}", headers={"last-event-id": ids[0]})
         assert isinstance(response, EventStreamResponse)
         assert response.is_async
-        chunks: AsyncIterator[bytes] = aiter(response.streaming_content)  # type: ignore[arg-type]
+        chunks = async_chunks(response)
         reader = Reader()
         assert await reader.aread(chunks, 2) == messages([b"missed 1", b"missed 2"], ids[1:])
         await channel_topic.apublish(b"live \xff")
         ((event, event_id),) = await reader.aread(chunks, 1)
         assert (event.type, base64.b64decode(event.data)) == ("binary", b"live \xff")
-        assert event_id == stored_ids(redis_server, topic)[-1]
-        await chunks.aclose()  # type: ignore[attr-defined]
+        assert event_id == redis_server.stream_ids(topic)[-1]
+        await chunks.aclose()
         response.close()
         assert live_topics() == []
 
@@ -231,7 +228,7 @@ def test_a_cursor_older_than_the_history_announces_a_gap_first(
     channel_topic = get_channel().topic(topic)
     for number in range(6):
         channel_topic.publish(b"%d" % number)
-    ids = stored_ids(redis_server, topic)
+    ids = redis_server.stream_ids(topic)
     redis_server._admin_client().xtrim(topic, maxlen=2, approximate=False)  # 0-3 are gone.
     response, chunks = open_stream(client, f"/broadcast/{topic}", last_event_id=ids[1])
     reader = Reader()
@@ -291,7 +288,7 @@ def test_channels_without_history_ignore_the_last_event_id() -> None:
     request = RequestFactory().get("/?last_event_id=garbage", headers={"last-event-id": "x"})
     response = view(request, topic="public:plain")
     assert isinstance(response, EventStreamResponse)
-    chunks = iter(response.streaming_content)
+    chunks = sync_chunks(response)
     get_channel("memory").topic("public:plain").publish(b"m")
     assert Reader().read(chunks, 1) == [(Event("m"), "")]  # No ID: there is nothing to resume from.
     response.close()
@@ -303,7 +300,7 @@ def test_a_replay_that_cannot_read_redis_ends_the_stream(
 ) -> None:
     topic = new_topic()
     get_channel().topic(topic).publish(b"first")
-    (cursor,) = stored_ids(redis_server, topic)
+    (cursor,) = redis_server.stream_ids(topic)
     response, chunks = open_stream(client, f"/broadcast/{topic}", last_event_id=cursor)
     # Subscribed; before the replay reads, the key stops being a stream.
     admin = redis_server._admin_client()
@@ -379,7 +376,7 @@ def test_over_http_a_reconnecting_client_gets_exactly_what_it_missed(
             for payload in (b"0", b"1"):
                 channel_topic.publish(payload)
             seen = reader.read(chunks, 2)
-        assert seen == messages([b"0", b"1"], stored_ids(web_redis, topic))
+        assert seen == messages([b"0", b"1"], web_redis.stream_ids(topic))
 
         for payload in (b"2", b"3", b"4"):
             channel_topic.publish(payload)
@@ -388,7 +385,7 @@ def test_over_http_a_reconnecting_client_gets_exactly_what_it_missed(
             missed = reader.read(chunks, 3)
             channel_topic.publish(b"5")
             live = reader.read(chunks, 1)
-        ids = stored_ids(web_redis, topic)
+        ids = web_redis.stream_ids(topic)
         assert [*missed, *live] == messages([b"2", b"3", b"4", b"5"], ids[2:])
 
         # A page that starts anew passes the ID it kept in the URL.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -19,7 +19,7 @@ from broadcast_app import get_channel
 from broadcast_app.views import BroadcastStreamView, EventStreamResponse
 from localservers import RedisServer
 
-from .django_fixtures import MEMORY, REDIS, Event, SSEParser
+from .django_fixtures import MEMORY, REDIS, Event, SSEParser, async_chunks, live_topics, sync_chunks
 
 
 @pytest.fixture(autouse=True)
@@ -30,11 +30,6 @@ def memory_settings(settings: Any) -> Any:
     settings.BROADCAST_STREAM_HEARTBEAT = 0.05
     # Restoring the settings afterwards closes these channels and their subscriptions.
     return settings
-
-
-def live_topics(alias: str = "default") -> list[str]:
-    """Topics with a live subscription in this process."""
-    return get_channel(alias).hub.topics()
 
 
 class Reader:
@@ -56,10 +51,12 @@ class Reader:
         return self.until(lambda reader: len(reader.events) >= count).events[:count]
 
 
-def stream(client: Client, path: str, **extra: str) -> tuple[EventStreamResponse, Reader]:
-    response = client.get(path, **extra)
+def stream(
+    client: Client, path: str, headers: dict[str, str] | None = None
+) -> tuple[EventStreamResponse, Reader]:
+    response = client.get(path, headers=headers)
     assert isinstance(response, EventStreamResponse), response
-    return response, Reader(iter(response.streaming_content))  # type: ignore[arg-type]
+    return response, Reader(sync_chunks(response))
 
 
 def test_without_authorizer_every_request_is_refused_naming_the_setting(
@@ -85,7 +82,12 @@ def test_names_the_channel_rejects_are_400_before_the_authorizer_is_asked(
     client: Client, settings: Any, path: str
 ) -> None:
     asked: list[str] = []
-    settings.BROADCAST_STREAM_AUTHORIZER = lambda request, topic: asked.append(topic) or True
+
+    def allow_all_noting(request: HttpRequest, topic: str) -> bool:
+        asked.append(topic)
+        return True
+
+    settings.BROADCAST_STREAM_AUTHORIZER = allow_all_noting
     response = client.get(path)
     assert response.status_code == 400
     assert response.content.startswith(b"A topic name must")
@@ -140,7 +142,7 @@ def test_reversed_urls_carry_any_usable_topic_name(client: Client, name: str) ->
 
 
 def test_wsgi_stream_headers_events_and_keep_alives(client: Client) -> None:
-    response, reader = stream(client, "/broadcast/public:w", HTTP_ACCEPT_ENCODING="gzip")
+    response, reader = stream(client, "/broadcast/public:w", {"Accept-Encoding": "gzip"})
     assert not response.is_async
     assert response["Content-Type"] == "text/event-stream; charset=utf-8"
     assert response["Cache-Control"] == "no-cache"
@@ -171,7 +173,7 @@ def test_asgi_stream_is_an_async_iterator_and_closes_its_subscription() -> None:
         assert isinstance(response, EventStreamResponse)
         assert response.is_async
         assert response["Content-Encoding"] == "identity"
-        chunks: AsyncIterator[bytes] = aiter(response.streaming_content)  # type: ignore[arg-type]
+        chunks = async_chunks(response)
         parser = SSEParser()
         parser.feed(await anext(chunks))
         assert parser.retry == 3000
@@ -196,10 +198,13 @@ def test_asgi_stream_is_an_async_iterator_and_closes_its_subscription() -> None:
 def test_asgi_disconnect_cancels_the_stream_and_closes_its_subscription() -> None:
     async def scenario() -> None:
         response = await AsyncClient().get("/broadcast/public:gone")
+        assert isinstance(response, EventStreamResponse)
         first = asyncio.Event()
 
         async def send_body() -> None:  # Consumes the body the way Django's ASGI handler does.
-            async with aclosing(aiter(response)) as body:
+            parts = aiter(response)
+            assert isinstance(parts, AsyncGenerator)
+            async with aclosing(parts) as body:
                 async for _ in body:
                     first.set()
 
@@ -242,7 +247,8 @@ def _only_beta(request: HttpRequest, topic: str) -> bool:
 
 class OtherChannelStream(BroadcastStreamView):
     channel_alias = "other"
-    authorizer = _only_beta  # A plain function: it must not become a method.
+    # A plain function: it must not become a method.
+    authorizer: Callable[[HttpRequest, str], bool] = _only_beta
     heartbeat = 0.01
     retry = 0.5
 
@@ -263,7 +269,7 @@ def test_subclasses_and_as_view_set_alias_and_authorizer(view: Any, settings: An
     assert view(factory.get("/"), topic="alpha").status_code == 403
     response = view(factory.get("/"), topic="beta")
     assert response.status_code == 200
-    reader = Reader(iter(response.streaming_content))
+    reader = Reader(sync_chunks(response))
     assert reader.until(lambda r: r.parser.retry is not None).parser.retry == 500
     assert live_topics("other") == ["beta"]
     assert live_topics("default") == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import uuid
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import Self
@@ -16,10 +15,8 @@ import redis
 
 from localservers import RedisServer
 
-from .django_fixtures import TEST_HEARTBEAT, Event, SSEParser, WebServer, web_server
+from .django_fixtures import TEST_HEARTBEAT, Event, EventStream, SSEParser, WebServer, new_topic
 from .waiting import WAIT, wait_until
-
-__all__ = ["web_server"]  # A fixture, used by the tests below.
 
 #: Concurrent streams of the many-clients test.
 CLIENTS = 200
@@ -30,24 +27,6 @@ def publisher(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis_server.client()
     yield client
     client.close()
-
-
-def new_topic(label: str = "public") -> str:
-    return f"{label}:{uuid.uuid4().hex[:10]}"
-
-
-class Stream:
-    """An open SSE response read with httpx, parsed as it arrives."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.chunks = response.iter_raw()  # As sent: no content decoding in between.
-        self.parser = SSEParser()
-        self.events: list[Event] = []
-
-    def read_until(self, done: object) -> None:
-        while not callable(done) or not done():
-            self.events += self.parser.feed(next(self.chunks))
 
 
 def test_events_cross_processes_and_disconnect_releases_the_subscription(
@@ -66,18 +45,17 @@ def test_events_cross_processes_and_disconnect_releases_the_subscription(
         assert response.headers["x-accel-buffering"] == "no"
         # GZipMiddleware is enabled in testproject; compressing would hold events back.
         assert response.headers["content-encoding"] == "identity"
-        stream = Stream(response)
-        stream.read_until(lambda: stream.parser.retry is not None)
+        stream = EventStream(response).wait_open()
         # The headers arrive once the subscription is live.
         assert redis_server.numsub(topic) == 1
 
         for payload in (b"plain", "multi\nline é".encode(), b"\x00\xff binary"):
             publisher.publish(topic, payload)
-        stream.read_until(lambda: len(stream.events) >= 3)
+        stream.read_until(lambda events: len(events) >= 3)
         assert stream.events[:2] == [Event("plain"), Event("multi\nline é")]
         assert stream.events[2].type == "binary"
         assert base64.b64decode(stream.events[2].data) == b"\x00\xff binary"
-        stream.read_until(lambda: "keep-alive" in stream.parser.comments)
+        stream.read_until(lambda _: "keep-alive" in stream.parser.comments)
     assert "must consume" not in web_server.log()
     # WSGI learns of the disconnect when a keep-alive fails to be written.
     assert wait_until(lambda: redis_server.numsub(topic) == 0, WAIT + 20 * TEST_HEARTBEAT)

@@ -6,7 +6,6 @@ connections of its own, one per process and server, built from the client's sett
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Self, TypeVar, cast
@@ -18,6 +17,13 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from ._connection import SubscriberConnection, subscriber_connection
+from ._options import (
+    CLIENT_OPTIONS,
+    channel_options,
+    check_client_options,
+    check_url_database,
+    unknown_options_error,
+)
 from .base import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_SUBSCRIBE_TIMEOUT,
@@ -59,12 +65,15 @@ def client_from_url(url: str, options: Mapping[str, Any]) -> redis.Redis:
         ValueError: the URL or an option's value is invalid.
         TypeError: an option is unknown.
     """
+    check_url_database(url)
     defaults = {**CLIENT_DEFAULTS, "retry": default_retry()}
     if urlsplit(url).scheme == "unix":
         del defaults["socket_keepalive"]  # A TCP option; Unix socket connections refuse it.
     client = redis.Redis.from_url(url, **{**defaults, **options})
     pool = client.connection_pool
     try:
+        # The URL's query is parsed by now: its options are checked with the others.
+        check_client_options(pool.connection_kwargs)
         # redis-py keeps unknown options until it connects; a connection object built
         # here (no socket is opened) rejects a misspelt one now.
         pool.connection_class(**pool.connection_kwargs)
@@ -167,8 +176,7 @@ class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
     @classmethod
     def channel_option_names(cls) -> frozenset[str]:
         """The keyword-only arguments of ``__init__``: the channel's own options."""
-        parameters = inspect.signature(cls.__init__).parameters.values()
-        return frozenset(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        return frozenset(channel_options(cls))
 
     @classmethod
     def from_url(cls, url: str | Sequence[str], **options: Any) -> Self:
@@ -219,6 +227,10 @@ class RedisClientChannel(BaseBroadcastChannel, Generic[ClientT]):
                 f"{cls.__name__} needs a LOCATION that is one redis://, rediss:// or unix:// "
                 f"URL, not {location!r}."
             )
+        known = cls.channel_option_names() | CLIENT_OPTIONS
+        unknown = set(options) - known
+        if unknown:
+            raise unknown_options_error(cls, unknown, known)
         return cls.from_url(location, **options)
 
     def reader_connection(self) -> SubscriberConnection:

@@ -134,7 +134,7 @@ class HoldingInbox(Inbox):
         return True
 
 
-class StreamSubscription(ChannelSubscription, CursorSubscription):
+class StreamsSubscription(ChannelSubscription, CursorSubscription):
     """A subscription to a stream; with a cursor, it replays the history first.
 
     The replay reads pages of ``REPLAY_PAGE`` entries through the client's pool, in the

@@ -22,6 +22,7 @@ from ..channel import (
 )
 from . import _envelope
 from ._hub import Hub, Upstream
+from ._options import channel_options, unknown_options_error
 from ._stats import ChannelStats
 from .subscription import ChannelSubscription
 
@@ -264,6 +265,10 @@ class BaseBroadcastChannel(HubOwner, BroadcastChannel, ABC):
         """
         if location is not None:
             raise ValueError(f"{cls.__name__} takes no LOCATION, got {location!r}.")
+        own = channel_options(cls)
+        unknown = set(options) - set(own)
+        if unknown:
+            raise unknown_options_error(cls, unknown, own)
         return cls(**options)
 
     def topic(self, topic: str) -> ChannelTopic:

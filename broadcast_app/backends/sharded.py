@@ -21,18 +21,11 @@ from ..exceptions import PublishError
 from ._client import CLIENT_DEFAULTS, RedisClientChannel, client_from_url
 from ._feed_shards import CLUSTER_ERRORS, ShardFeed, ShardRouter
 from ._hub import Hub, Upstream
+from ._options import CLIENT_OPTIONS, check_client_options, unknown_options_error
 
 #: Builds a ``RedisCluster`` (whose constructor discovers the topology: I/O).
 ClusterFactory = Callable[[], RedisCluster]
 
-#: Options a ``redis.Redis`` takes besides where to connect.
-_CLIENT_OPTIONS = frozenset(inspect.signature(redis.Redis.__init__).parameters) - {
-    "self",
-    "host",
-    "port",
-    "unix_socket_path",
-    "connection_pool",
-}
 #: Options a ``RedisCluster`` takes besides its nodes' client options and where to connect.
 _CLUSTER_OPTIONS = frozenset(inspect.signature(RedisCluster.__init__).parameters) - {
     "self",
@@ -116,14 +109,15 @@ class ShardedRedisBroadcastChannel(RedisClientChannel[redis.Redis | RedisCluster
                 f"a list of Redis Cluster seed URLs, not {location!r}."
             )
         cluster = options.get("cluster", not isinstance(location, str))
-        known = {*cls.channel_option_names(), "cluster", *_CLIENT_OPTIONS}
+        known = {*cls.channel_option_names(), "cluster", *CLIENT_OPTIONS}
         if cluster is True:
             known |= _CLUSTER_OPTIONS
         # redis-py keeps unknown options until it connects; name them now.
-        unknown = sorted(set(options) - known)
+        unknown = set(options) - known
         if unknown:
-            client = "RedisCluster" if cluster is True else "redis.Redis"
-            raise TypeError(f"Unknown options for {cls.__name__} or {client}: {unknown}.")
+            raise unknown_options_error(cls, unknown, known)
+        if cluster is True:
+            check_client_options(options)  # A single server's client checks its own.
         return cls.from_url(location, **options)
 
     def create_upstream(self, hub: Hub) -> Upstream:

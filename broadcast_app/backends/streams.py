@@ -25,7 +25,7 @@ from ..exceptions import PublishError
 from ._client import RedisClientChannel
 from ._feed_streams import StreamsFeed
 from ._hub import Hub, Upstream
-from ._stream_replay import REPLAY_PAGE, StreamHistory, StreamSubscription
+from ._stream_replay import REPLAY_PAGE, StreamHistory, StreamsSubscription
 from ._stream_scripts import APPEND_SCRIPT, PROBE_SCRIPT
 from .base import (
     DEFAULT_BUFFER_SIZE,
@@ -44,8 +44,8 @@ DEFAULT_RETENTION_SECONDS = 600.0
 __all__ = [
     "DEFAULT_RETENTION_SECONDS",
     "REPLAY_PAGE",
-    "StreamSubscription",
     "StreamsBroadcastChannel",
+    "StreamsSubscription",
     "StreamsTopic",
     "StreamsTopicSubscriber",
 ]
@@ -60,7 +60,7 @@ class StreamsTopicSubscriber(TopicSubscriber, CursorSubscriber):
 
     def subscribe(
         self, cursor: str | None = None, *, buffer_bytes: int | None = None
-    ) -> StreamSubscription:
+    ) -> StreamsSubscription:
         return self._streams_topic.subscribe(cursor, buffer_bytes=buffer_bytes)
 
 
@@ -73,7 +73,7 @@ class StreamsTopic(ChannelTopic, CursorTopic):
 
     def subscribe(
         self, cursor: str | None = None, *, buffer_bytes: int | None = None
-    ) -> StreamSubscription:
+    ) -> StreamsSubscription:
         return self._streams.open_subscription(self.name, cursor, buffer_bytes=buffer_bytes)
 
     def as_subscriber(self) -> StreamsTopicSubscriber:
@@ -138,7 +138,7 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
 
     def open_subscription(
         self, topic: str, cursor: str | None = None, *, buffer_bytes: int | None = None
-    ) -> StreamSubscription:
+    ) -> StreamsSubscription:
         """Raises TypeError or ValueError for an invalid ``cursor`` or ``buffer_bytes``,
         before any I/O."""
         history = None
@@ -146,7 +146,7 @@ class StreamsBroadcastChannel(RedisClientChannel[redis.Redis]):
             history = StreamHistory(
                 self.client, self._probe, self.prefix + topic, parse_cursor(cursor)
             )
-        return StreamSubscription(
+        return StreamsSubscription(
             self.hub,
             topic,
             self.buffer_size,

@@ -35,6 +35,8 @@ class _Delivery(NamedTuple):
     payload: bytes
     #: None on a channel without cursors.
     cursor: str | None
+    #: The name of a named event; None for a plain message.
+    event: str | None
     received_at: datetime
     #: The subscription's gaps so far.
     gaps: int
@@ -81,12 +83,12 @@ class Command(BaseCommand):
             "--format",
             choices=("text", "json"),
             default="text",
-            help="text: the payload as UTF-8, prefixed with [topic] when several topics are "
-            "tailed; control characters, line breaks, bidi controls and backslashes are "
-            "escaped (\\x1b, \\n, \\u202e, \\\\), and bytes that are not UTF-8 "
-            "show as \\xNN; json: one object per line (ASCII) with topic, "
-            "payload, encoding ('utf-8' or 'base64'), received_at, and cursor on channels "
-            "that keep history.",
+            help="text: the payload as UTF-8, after <name> for a named event, prefixed "
+            "with [topic] when several topics are tailed; control characters, line breaks, "
+            "bidi controls and backslashes are escaped (\\x1b, \\n, \\u202e, \\\\), "
+            "and bytes that are not UTF-8 show as \\xNN; json: one object per line (ASCII) "
+            "with topic, payload, encoding ('utf-8' or 'base64'), event for a named event, "
+            "received_at, and cursor on channels that keep history.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -178,11 +180,15 @@ class Command(BaseCommand):
             except UnicodeDecodeError:
                 encoded = base64.b64encode(payload).decode("ascii")
                 record = {"topic": topic, "payload": encoded, "encoding": "base64"}
+            if delivery.event is not None:
+                record["event"] = delivery.event
             record["received_at"] = delivery.received_at.isoformat()
             if delivery.cursor is not None:
                 record["cursor"] = delivery.cursor
             return json.dumps(record)
         text = terminal_payload(payload)
+        if delivery.event is not None:
+            text = f"<{terminal_text(delivery.event)}> {text}"
         return f"[{terminal_text(topic)}] {text}" if self.prefix else text
 
 
@@ -197,6 +203,7 @@ async def _forward(subscription: Subscription, deliveries: asyncio.Queue[_Item])
                         subscription.topic,
                         message.payload,
                         message.cursor,
+                        message.event,
                         datetime.now(UTC),
                         subscription.gaps,
                     )
