@@ -25,7 +25,10 @@ from .conf import (
     parse_location,
     parse_options,
     stream_authorizer,
+    stream_buffer_bytes,
     stream_heartbeat,
+    stream_max_streams,
+    stream_stall_timeout,
 )
 from .views import BroadcastStreamView
 
@@ -252,6 +255,46 @@ def _own_attribute(view: Callable[..., Any], name: str) -> object:
     return value.__func__ if isinstance(value, staticmethod) else value
 
 
+# -- Stream limits (BROADCAST_STREAM_BUFFER_BYTES, _MAX_STREAMS, _SLOW_CLIENT) --------------
+
+BUFFER_BYTES_HINT = (
+    "Give the payload bytes a slow stream may hold back as a positive integer, e.g. "
+    "1048576 (1 MiB, the default), or None for no byte bound."
+)
+MAX_STREAMS_HINT = (
+    "Give the most streams one process may hold open as a positive integer, e.g. 10000, "
+    "or None (the default) for no limit."
+)
+SLOW_CLIENT_HINT = (
+    "Set BROADCAST_STREAM_SLOW_CLIENT to 'drop' (drop the oldest messages, then send a "
+    "gap) or 'disconnect' (end a stream stalled BROADCAST_STREAM_STALL_TIMEOUT seconds, "
+    "a positive number)."
+)
+
+
+def _setting_error(read: Callable[[], object], hint: str, check_id: str) -> list[CheckMessage]:
+    try:
+        read()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), hint=hint, id=check_id)]
+    return []
+
+
+def check_stream_buffer_bytes(app_configs: AppConfigs, **kwargs: Any) -> list[CheckMessage]:
+    """E020: BROADCAST_STREAM_BUFFER_BYTES is not a positive int or None."""
+    return _setting_error(stream_buffer_bytes, BUFFER_BYTES_HINT, "broadcast_app.E020")
+
+
+def check_stream_max_streams(app_configs: AppConfigs, **kwargs: Any) -> list[CheckMessage]:
+    """E021: BROADCAST_STREAM_MAX_STREAMS is not a positive int or None."""
+    return _setting_error(stream_max_streams, MAX_STREAMS_HINT, "broadcast_app.E021")
+
+
+def check_stream_slow_client(app_configs: AppConfigs, **kwargs: Any) -> list[CheckMessage]:
+    """E022: BROADCAST_STREAM_SLOW_CLIENT or BROADCAST_STREAM_STALL_TIMEOUT is unusable."""
+    return _setting_error(stream_stall_timeout, SLOW_CLIENT_HINT, "broadcast_app.E022")
+
+
 #: Every check, in the order they are registered.
 ALL_CHECKS = (
     check_channel_backends,
@@ -263,4 +306,7 @@ ALL_CHECKS = (
     check_memory_channel_in_production,
     check_stream_view_authorizer,
     check_stream_view_settings,
+    check_stream_buffer_bytes,
+    check_stream_max_streams,
+    check_stream_slow_client,
 )

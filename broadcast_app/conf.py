@@ -297,3 +297,59 @@ def stream_authorizer() -> Authorizer | None:
     """
     value = getattr(settings, "BROADCAST_STREAM_AUTHORIZER", None)
     return load_authorizer(value, "BROADCAST_STREAM_AUTHORIZER")
+
+
+#: Default of ``BROADCAST_STREAM_BUFFER_BYTES``: payload bytes a slow stream may hold back.
+DEFAULT_STREAM_BUFFER_BYTES = 1024 * 1024
+#: Values of ``BROADCAST_STREAM_SLOW_CLIENT``: drop the oldest messages (and send a
+#: ``gap``), or end a stream whose sends stay stalled ``BROADCAST_STREAM_STALL_TIMEOUT`` s.
+SLOW_CLIENT_POLICIES = ("drop", "disconnect")
+DEFAULT_STREAM_STALL_TIMEOUT = 30.0
+
+
+def _setting_count(name: str, default: int | None) -> int | None:
+    value = getattr(settings, name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive integer or None, not {value!r}.")
+    return value
+
+
+def stream_buffer_bytes() -> int | None:
+    """Return ``BROADCAST_STREAM_BUFFER_BYTES`` (None: no byte bound, only the count).
+
+    Raises:
+        ImproperlyConfigured: it is not a positive int or None.
+    """
+    return _setting_count("BROADCAST_STREAM_BUFFER_BYTES", DEFAULT_STREAM_BUFFER_BYTES)
+
+
+def stream_max_streams() -> int | None:
+    """Return ``BROADCAST_STREAM_MAX_STREAMS``, the most open streams per process
+    (None, the default: no limit).
+
+    Raises:
+        ImproperlyConfigured: it is not a positive int or None.
+    """
+    return _setting_count("BROADCAST_STREAM_MAX_STREAMS", None)
+
+
+def stream_stall_timeout() -> float | None:
+    """Return the seconds after which a stalled stream ends: None under the ``"drop"``
+    policy (``BROADCAST_STREAM_SLOW_CLIENT``), else ``BROADCAST_STREAM_STALL_TIMEOUT``.
+
+    Raises:
+        ImproperlyConfigured: either setting has a bad value.
+    """
+    policy = getattr(settings, "BROADCAST_STREAM_SLOW_CLIENT", "drop")
+    if policy not in SLOW_CLIENT_POLICIES:
+        raise ImproperlyConfigured(
+            f"BROADCAST_STREAM_SLOW_CLIENT must be one of {SLOW_CLIENT_POLICIES}, not {policy!r}."
+        )
+    value = getattr(settings, "BROADCAST_STREAM_STALL_TIMEOUT", DEFAULT_STREAM_STALL_TIMEOUT)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ImproperlyConfigured(
+            f"BROADCAST_STREAM_STALL_TIMEOUT must be a positive number of seconds, not {value!r}."
+        )
+    return None if policy == "drop" else float(value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import re
+import weakref
 
 from .channel import Message
 
@@ -49,8 +50,7 @@ def event(data: str, name: str | None = None, event_id: str | None = None) -> by
     return ("\n".join(lines) + "\n\n").encode()
 
 
-def message_event(message: Message) -> bytes:
-    """Frame a delivered message, with its cursor as the ``id``."""
+def _frame_message(message: Message) -> bytes:
     if message.event is None:
         return payload_event(message.payload, message.cursor)
     text = message.payload.decode("utf-8", "replace")
@@ -71,6 +71,28 @@ def payload_event(payload: bytes, event_id: str | None = None) -> bytes:
 def binary_event(payload: bytes, event_id: str | None = None) -> bytes:
     """Frame a payload as a ``binary`` event carrying it in standard base64."""
     return event(base64.b64encode(payload).decode("ascii"), BINARY_EVENT, event_id)
+
+
+def event_id(cursor: str) -> bytes:
+    """Frame an ``id`` alone: no event fires, but the browser adopts it as its last event ID."""
+    return f"id: {field_value(cursor)}\n\n".encode()
+
+
+#: Frames of the messages alive in this process. Every subscription of a process
+#: receives the same ``Message`` object (see ``channel.Message``), so each message is
+#: framed once however many streams send it; an entry goes when its message does.
+_frames: weakref.WeakKeyDictionary[Message, bytes] = weakref.WeakKeyDictionary()
+
+
+def message_event(message: Message) -> bytes:
+    """Return the frame of a delivered message, with its cursor as the ``id``.
+
+    Framed once per message object (see ``_frames``). Thread-safe.
+    """
+    frame = _frames.get(message)
+    if frame is None:
+        frame = _frames[message] = _frame_message(message)
+    return frame
 
 
 def comment(text: str) -> bytes:

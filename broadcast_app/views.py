@@ -2,23 +2,25 @@
 
 The view itself is synchronous, so authorizers may use the session and the ORM
 under any server. The body it returns is an async iterator on the event loop under
-ASGI — an open stream holds no thread of ours — and a plain iterator in the
-server's request thread under WSGI. The subscription starts before the response is
-returned: once the client has the response headers, every message published
-afterwards reaches it.
+ASGI and a plain iterator in the server's request thread under WSGI; both come from
+``streaming.EventStream`` (backpressure, batching, heartbeats, ``gap``, drain). The
+subscription starts before the response is returned: once the client has the
+response headers, every message published afterwards reaches it.
+
+Under ASGI an open stream still holds a thread of Django's handler (its request runs
+in a thread-sensitive context for the middleware and this sync view); wrap the ASGI
+application with ``broadcast_app.asgi.with_streams()`` to serve token-carrying streams
+on the event loop instead. Django reports client disconnects under ASGI from 5.0 on.
 
 On a channel that keeps history (``channel.features.keeps_history``, e.g. Redis
-Streams) every
-message event has its cursor as its ``id``, and a request carrying a
-``Last-Event-ID`` header (or a ``last_event_id`` query parameter) first replays
-what was published after it: a browser that reconnects misses nothing still
-retained after the last event it received. Other backends have no history and
-ignore both.
+Streams) the stream first sends an ``id`` with its start position, every message event
+has its cursor as its ``id``, and a request carrying a ``Last-Event-ID`` header (or a
+``last_event_id`` query parameter) first replays what was published after it: a
+browser that reconnects misses nothing still retained. Other backends ignore both.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import math
@@ -36,15 +38,23 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.views import View
+from django.views.decorators.csrf import csrf_exempt
 
-from . import sse
-from .channel import CursorTopic, Message, Subscription, Topic
+from . import metrics, sse, tokens
+from .channel import CursorTopic, Subscription, Topic
 from .conf import DEFAULT_CHANNEL_ALIAS, Authorizer, get_channel, load_authorizer
 from .conf import stream_authorizer as configured_authorizer
+from .conf import stream_buffer_bytes as configured_buffer_bytes
 from .conf import stream_heartbeat as configured_heartbeat
-from .exceptions import BroadcastChannelError, SubscriptionClosedError
+from .conf import stream_max_streams as configured_max_streams
+from .conf import stream_stall_timeout as configured_stall_timeout
+from .exceptions import BroadcastChannelError
+from .streaming import EventStream, OpenStream, StreamLimitError, StreamOptions, streams
+from .topic_urls import check_url_topic, decode_path
 
 logger = logging.getLogger("broadcast_app")
+# The metrics read the open streams of each channel from the registry of both paths.
+metrics.open_streams = streams.count
 
 NO_AUTHORIZER_MESSAGE = (
     "Streaming is refused: set BROADCAST_STREAM_AUTHORIZER to the dotted path of a "
@@ -53,119 +63,72 @@ NO_AUTHORIZER_MESSAGE = (
 REFUSED_MESSAGE = "You may not stream this topic.\n"
 INVALID_LAST_EVENT_ID_MESSAGE = "Cannot resume after that last event ID: {error}\n"
 UNAVAILABLE_MESSAGE = "The broadcast channel is unavailable; try again later.\n"
+BUSY_MESSAGE = "This server holds all the streams it may; try again later.\n"
+
+INVALID_UTF8_MESSAGE = "The URL's path is not valid UTF-8 once percent-decoded.\n"
 
 TEXT = "text/plain; charset=utf-8"
-#: Most messages joined into one chunk when a subscriber has a backlog.
-MAX_BATCH = 64
+#: The headers of every stream response, on every path.
+STREAM_HEADERS = {
+    "Content-Type": sse.CONTENT_TYPE,
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+    # Keeps GZipMiddleware (and similar compressors) out: a gzip stream holds small
+    # writes back, which would delay every event.
+    "Content-Encoding": "identity",
+}
 
 
 class EventStreamResponse(StreamingHttpResponse):
-    """A ``text/event-stream`` response; closing it closes the subscription it streams.
-
-    ``Content-Encoding: identity`` keeps ``GZipMiddleware`` (and similar compressors)
-    out: a gzip stream holds small writes back, which would delay every event.
-    """
+    """A ``text/event-stream`` response; closing it closes the subscription it streams
+    and uncounts the stream."""
 
     def __init__(
         self,
         streaming_content: Iterator[bytes] | AsyncIterator[bytes],
         subscription: Subscription,
+        stream: OpenStream | None = None,
     ) -> None:
-        super().__init__(streaming_content, content_type=sse.CONTENT_TYPE)
+        super().__init__(streaming_content, headers=STREAM_HEADERS)
         self.subscription = subscription
-        self["Cache-Control"] = "no-cache"
-        self["X-Accel-Buffering"] = "no"
-        self["Content-Encoding"] = "identity"
+        self.stream = stream
 
     def close(self) -> None:
         try:
             self.subscription.close()
+            if self.stream is not None:
+                self.stream.release()
         finally:
             super().close()
 
 
-class _EventStream:
-    """What the sync and async loops share: receiving, framing and batching.
+def retry_after(retry: float) -> str:
+    """The ``Retry-After`` of a 503: the stream's ``retry`` in whole seconds, at least 1."""
+    return str(max(1, math.ceil(retry)))
 
-    Each call to ``add()`` frames what one receive returned into the pending chunk,
-    announcing a new gap first; ``take()`` hands the chunk over. On a cursor-capable
-    backend every message event carries its cursor as its ``id``.
+
+def unavailable(message: str, retry: float) -> HttpResponse:
+    """A 503 answer that tells the client when to try again."""
+    return HttpResponse(
+        message, status=503, content_type=TEXT, headers={"Retry-After": retry_after(retry)}
+    )
+
+
+def path_is_utf8(request: HttpRequest) -> bool:
+    """Whether the request's path, percent-decoded, is valid UTF-8.
+
+    Under ASGI the server decoded the path leniently (uvicorn: into U+FFFD), so this
+    reads the scope's ``raw_path``. Under WSGI, Django turned invalid sequences back
+    into ``%XX``, which ``check_url_topic()`` refuses (see ``topic_urls``).
     """
-
-    def __init__(self, subscription: Subscription) -> None:
-        self._subscription = subscription
-        self._gaps = 0  # Counted from the subscription's start, which may precede the stream's.
-        self._chunk: list[bytes] = []
-        #: False once the subscription has ended or failed.
-        self.live = True
-        self.receive = subscription.receive_message
-        self.areceive = subscription.areceive_message
-
-    def add(self, received: Message | None) -> bool:
-        """Frame what a receive returned (None: it timed out); whether to receive more
-        into this chunk."""
-        if received is None:
-            if not self._chunk:
-                self._append(sse.KEEP_ALIVE)
-            return False
-        self._append(sse.message_event(received))
-        return len(self._chunk) < MAX_BATCH
-
-    def _append(self, frame: bytes) -> None:
-        gaps = self._subscription.gaps
-        if gaps != self._gaps:
-            self._gaps = gaps
-            self._chunk.append(sse.GAP)
-        self._chunk.append(frame)
-
-    def take(self) -> bytes:
-        """Return the pending chunk (possibly empty) and start a new one."""
-        chunk, self._chunk = b"".join(self._chunk), []
-        return chunk
-
-    @contextlib.contextmanager
-    def ending(self) -> Iterator[None]:
-        """Mark the stream ended when the subscription is closed, or (with a warning)
-        when the channel fails, e.g. a replay cannot read Redis: the browser reconnects
-        after ``retry`` and resumes from the last ``id`` it received.
-        """
-        try:
-            yield
-        except SubscriptionClosedError:
-            self.live = False
-        except BroadcastChannelError as exc:
-            self.live = False
-            logger.warning("Stopped streaming topic %r: %s", self._subscription.topic, exc)
-
-
-def sync_events(subscription: Subscription, heartbeat: float, retry: float) -> Iterator[bytes]:
-    """Yield the SSE body of ``subscription`` until it is closed or the generator is."""
-    with subscription:
-        stream = _EventStream(subscription)
-        yield sse.retry(retry)
-        while stream.live:
-            timeout = heartbeat
-            with stream.ending():
-                while stream.add(stream.receive(timeout)):
-                    timeout = 0
-            if chunk := stream.take():
-                yield chunk
-
-
-async def async_events(
-    subscription: Subscription, heartbeat: float, retry: float
-) -> AsyncIterator[bytes]:
-    """Async twin of ``sync_events()``; cancellation closes the subscription."""
-    async with subscription:
-        stream = _EventStream(subscription)
-        yield sse.retry(retry)
-        while stream.live:
-            timeout = heartbeat
-            with stream.ending():
-                while stream.add(await stream.areceive(timeout)):
-                    timeout = 0
-            if chunk := stream.take():
-                yield chunk
+    raw_path = request.scope.get("raw_path") if isinstance(request, ASGIRequest) else None
+    if raw_path is None:
+        return True
+    try:
+        decode_path(raw_path)
+    except ValueError:
+        return False
+    return True
 
 
 async def _awaited(awaitable: Awaitable[object]) -> object:
@@ -175,11 +138,18 @@ async def _awaited(awaitable: Awaitable[object]) -> object:
 class BroadcastStreamView(View):
     """Stream the messages of topic ``topic`` as Server-Sent Events.
 
-    Answers 403 if no authorizer is configured, 400 for a topic name the channel
-    rejects, 403 unless the authorizer allows the request, 400 for a last event ID
-    a cursor-capable channel rejects (checked in that order), 503 if the channel
-    cannot subscribe in time. A refused or invalid request never subscribes.
-    Subclass it, or pass the attributes to ``as_view()``.
+    Answers, checked in this order: 400 for a path that is not UTF-8 or a topic name
+    the channel rejects or a URL cannot carry (``topic_urls``); 403 for a ``token``
+    that does not authorize this topic and channel, or without a token unless the
+    authorizer allows the request (none configured: 403); 400 for a last event ID a
+    cursor-capable channel rejects; 503 with ``Retry-After`` when the process holds
+    ``BROADCAST_STREAM_MAX_STREAMS`` streams, is draining, or the channel cannot
+    subscribe in time. A refused or invalid request never subscribes. Only GET (and
+    OPTIONS) are allowed, without CSRF checks: a stream changes nothing.
+
+    Subclass it, or pass the attributes to ``as_view()``. The ASGI fast path
+    (``broadcast_app.asgi``) honours ``channel_alias``, ``heartbeat`` and ``retry`` and
+    the methods that take no request; methods that take one run on the Django path only.
     """
 
     http_method_names = ["get", "options"]
@@ -194,6 +164,11 @@ class BroadcastStreamView(View):
     heartbeat: float | None = None
     #: Seconds the browser waits before reconnecting once the stream ends.
     retry: float = 3.0
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        # A POST must get 405, not CsrfViewMiddleware's 403.
+        return csrf_exempt(super().as_view(**initkwargs))
 
     def get_authorizer(self) -> Authorizer | None:
         """Return the authorizer in force, or None when none is configured.
@@ -219,6 +194,10 @@ class BroadcastStreamView(View):
     def get_heartbeat(self) -> float:
         return configured_heartbeat() if self.heartbeat is None else float(self.heartbeat)
 
+    def get_stream_options(self) -> StreamOptions:
+        """The stream's heartbeat, retry and slow-client policy, from the view and settings."""
+        return StreamOptions(self.get_heartbeat(), self.retry, configured_stall_timeout())
+
     def get_last_event_id(self, request: HttpRequest) -> str | None:
         """Return the cursor to resume after: the ``Last-Event-ID`` header, else the
         ``last_event_id`` query parameter; None if both are missing or empty.
@@ -229,48 +208,81 @@ class BroadcastStreamView(View):
         """
         return request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or None
 
-    def subscribe(self, request: HttpRequest, topic: Topic) -> Subscription:
-        """Return a new, not yet started, subscription to ``topic``; on a cursor-capable
-        channel, from the request's last event ID. No I/O.
+    def get_topic(self, topic: str) -> Topic:
+        """Return the channel's topic named ``topic``. No I/O.
+
+        Raises:
+            TypeError, ValueError: the channel rejects the name, or a URL cannot carry it.
+        """
+        channel_topic = get_channel(self.channel_alias).topic(topic)
+        check_url_topic(topic)
+        return channel_topic
+
+    def subscribe(self, topic: Topic, last_event_id: str | None) -> Subscription:
+        """Return a new, not yet started, subscription to ``topic``, its pending bytes
+        bounded by ``BROADCAST_STREAM_BUFFER_BYTES``; on a cursor-capable channel, from
+        ``last_event_id``. No I/O.
 
         Raises:
             TypeError, ValueError: the last event ID is not a cursor of the channel.
         """
+        buffer_bytes = configured_buffer_bytes()
         if get_channel(self.channel_alias).features.keeps_history:
-            return cast(CursorTopic, topic).subscribe(cursor=self.get_last_event_id(request))
-        return topic.subscribe()  # No history, so nothing to resume from.
+            return cast(CursorTopic, topic).subscribe(last_event_id, buffer_bytes=buffer_bytes)
+        return topic.subscribe(buffer_bytes=buffer_bytes)  # No history to resume from.
 
-    def get(self, request: HttpRequest, topic: str, **kwargs: Any) -> HttpResponseBase:
+    def refuse(self, request: HttpRequest, topic: str) -> HttpResponseBase | None:
+        """Return the 403 answer if the request may not stream ``topic``, else None.
+
+        A ``token`` query parameter decides alone: valid for exactly this topic and
+        channel alias, it allows without asking the authorizer; any other token refuses.
+        Without one, the authorizer decides (none configured: refused).
+        """
+        token = request.GET.get(tokens.QUERY_PARAMETER)
+        if token is not None:
+            try:
+                tokens.check_stream_token(token, topic, channel=self.channel_alias)
+            except tokens.StreamTokenError as exc:
+                return HttpResponseForbidden(str(exc), content_type=TEXT)
+            return None
         authorizer = self.get_authorizer()
         if authorizer is None:
             return HttpResponseForbidden(NO_AUTHORIZER_MESSAGE, content_type=TEXT)
-        try:
-            channel_topic = get_channel(self.channel_alias).topic(topic)
-        except (TypeError, ValueError) as exc:
-            return HttpResponseBadRequest(f"{exc}\n", content_type=TEXT)
         if not self.is_authorized(authorizer, request, topic):
             return HttpResponseForbidden(REFUSED_MESSAGE, content_type=TEXT)
-        heartbeat = self.get_heartbeat()
+        return None
+
+    def get(self, request: HttpRequest, topic: str, **kwargs: Any) -> HttpResponseBase:
+        if not path_is_utf8(request):
+            return HttpResponseBadRequest(INVALID_UTF8_MESSAGE, content_type=TEXT)
         try:
-            subscription = self.subscribe(request, channel_topic)
+            channel_topic = self.get_topic(topic)
+        except (TypeError, ValueError) as exc:
+            return HttpResponseBadRequest(f"{exc}\n", content_type=TEXT)
+        if (refusal := self.refuse(request, topic)) is not None:
+            return refusal
+        try:
+            subscription = self.subscribe(channel_topic, self.get_last_event_id(request))
         except (TypeError, ValueError) as exc:
             message = INVALID_LAST_EVENT_ID_MESSAGE.format(error=exc)
             return HttpResponseBadRequest(message, content_type=TEXT)
+        return self.stream(request, subscription)
+
+    def stream(self, request: HttpRequest, subscription: Subscription) -> HttpResponseBase:
+        """Start ``subscription`` and return the response streaming it, or a 503."""
+        options = self.get_stream_options()
         try:
-            subscription.__enter__()  # Started here; the stream's own ``with`` finds it so.
+            stream = streams.open(subscription, configured_max_streams(), self.channel_alias)
+        except StreamLimitError:
+            return unavailable(BUSY_MESSAGE, self.retry)
+        try:
+            subscription.__enter__()  # Started here: the response subscribes no later.
         except BroadcastChannelError as exc:
             subscription.close()
-            logger.warning("Could not stream topic %r: %s", topic, exc)
-            return HttpResponse(
-                UNAVAILABLE_MESSAGE,
-                status=503,
-                content_type=TEXT,
-                headers={"Retry-After": str(math.ceil(self.retry))},
-            )
-        if isinstance(request, ASGIRequest):
-            content: Iterator[bytes] | AsyncIterator[bytes] = async_events(
-                subscription, heartbeat, self.retry
-            )
-        else:
-            content = sync_events(subscription, heartbeat, self.retry)
-        return EventStreamResponse(content, subscription)
+            stream.release()
+            logger.warning("Could not stream topic %r: %s", subscription.topic, exc)
+            return unavailable(UNAVAILABLE_MESSAGE, self.retry)
+        keeps_history = get_channel(self.channel_alias).features.keeps_history
+        events = EventStream(subscription, options, stream, keeps_history=keeps_history)
+        content = events.achunks() if isinstance(request, ASGIRequest) else events.chunks()
+        return EventStreamResponse(content, subscription, stream)

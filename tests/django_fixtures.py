@@ -111,6 +111,9 @@ class SSEParser:
 
     comments: list[str] = field(default_factory=list)
     retry: int | None = None
+    #: Every ``retry`` and ``id`` field, in order (``retry`` above is the last).
+    retries: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
     _buffer: str = ""
     _data: list[str] = field(default_factory=list)
     _type: str = ""
@@ -149,6 +152,9 @@ class SSEParser:
             self._type = value
         elif name == "retry" and value.isdigit():
             self.retry = int(value)
+            self.retries.append(self.retry)
+        elif name == "id":
+            self.ids.append(value)
         return None
 
 
